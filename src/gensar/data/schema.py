@@ -1,0 +1,124 @@
+"""The canonical schema: items, and a time-ordered log of rec interactions and search sessions.
+
+Tables are pandas DataFrames with fixed columns (documented in the README, "Data model"):
+
+items    item_id:str, title:str, categories:list[str] (category path, root first),
+         description:str, brand:str. Row order = item index used by embeddings and IDs.
+events   event_id:int64, user_id:str, timestamp:int64, behavior:"rec"|"search",
+         query:str ("" for rec), items:list[str] (one clicked item for rec, >=1 for search).
+         Sorted by (user_id, timestamp, event_id); event_id is the row number.
+
+A ``RawDataset`` is what a loader returns (events may all be "rec" when the source has no
+search log); a prepared directory adds examples and evaluation candidates (see prepared.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from gensar.errors import InputError
+
+REC = "rec"
+SEARCH = "search"
+BEHAVIORS = (REC, SEARCH)
+
+ITEM_COLUMNS = ("item_id", "title", "categories", "description", "brand")
+EVENT_COLUMNS = ("event_id", "user_id", "timestamp", "behavior", "query", "items")
+
+
+@dataclass
+class RawDataset:
+    """Items and events as loaded from a source, before semi-synthetic search and splits."""
+
+    items: pd.DataFrame
+    events: pd.DataFrame
+    source: str
+    format: str
+    info: dict = field(default_factory=dict)
+
+
+def make_items(records: list[dict] | pd.DataFrame) -> pd.DataFrame:
+    """Normalize item records to the canonical item table (missing text fields become '')."""
+    df = pd.DataFrame(records).copy()
+    if "item_id" not in df.columns:
+        raise InputError("missing required column", field="item_id")
+    df["item_id"] = df["item_id"].astype(str)
+    for col in ("title", "description", "brand"):
+        if col not in df.columns:
+            df[col] = ""
+        df[col] = df[col].fillna("").astype(str)
+    if "categories" not in df.columns:
+        df["categories"] = [[] for _ in range(len(df))]
+    df["categories"] = [_as_str_list(v) for v in df["categories"]]
+    return df[list(ITEM_COLUMNS)].reset_index(drop=True)
+
+
+def make_events(records: list[dict] | pd.DataFrame) -> pd.DataFrame:
+    """Normalize event records to the canonical event table, sorted, with fresh event ids."""
+    df = pd.DataFrame(records).copy()
+    for col in ("user_id", "timestamp", "items"):
+        if col not in df.columns:
+            raise InputError("missing required column", field=col)
+    if "behavior" not in df.columns:
+        df["behavior"] = REC
+    if "query" not in df.columns:
+        df["query"] = ""
+    df["user_id"] = df["user_id"].astype(str)
+    df["timestamp"] = df["timestamp"].astype(np.int64)
+    df["query"] = df["query"].fillna("").astype(str)
+    df["items"] = [_as_str_list(v) for v in df["items"]]
+    df = df.reset_index(drop=True)
+    df["_order"] = np.arange(len(df))
+    df = df.sort_values(["user_id", "timestamp", "_order"], kind="stable").reset_index(drop=True)
+    df["event_id"] = np.arange(len(df), dtype=np.int64)
+    return df[list(EVENT_COLUMNS)]
+
+
+def validate(items: pd.DataFrame, events: pd.DataFrame, source: str = "") -> None:
+    """Check invariants every consumer relies on; raise InputError naming what is wrong."""
+    dup = items["item_id"].duplicated()
+    if dup.any():
+        raise InputError(f"duplicate item id '{items['item_id'][dup].iloc[0]}'", path=source or None, field="item_id")
+    if len(items) == 0:
+        raise InputError("no items", path=source or None)
+    if len(events) == 0:
+        raise InputError("no interactions", path=source or None)
+    bad = ~events["behavior"].isin(BEHAVIORS)
+    if bad.any():
+        raise InputError(f"behavior must be 'rec' or 'search', got '{events['behavior'][bad].iloc[0]}'", path=source or None, field="behavior")
+    known = set(items["item_id"])
+    for row in events.itertuples(index=False):
+        if not row.items:
+            raise InputError(f"event of user '{row.user_id}' has no items", path=source or None, field="items")
+        for it in row.items:
+            if it not in known:
+                raise InputError(f"interaction names unknown item '{it}' (user '{row.user_id}')", path=source or None, field="item_id")
+        if row.behavior == SEARCH and not row.query.strip():
+            raise InputError(f"search session of user '{row.user_id}' has an empty query", path=source or None, field="query")
+
+
+def item_text(title: str, categories: list[str], brand: str, description: str, max_chars: int = 1000) -> str:
+    """The text of an item for encoders and BM25: 'title. category path. brand. description'."""
+    parts = [title.strip(), " ".join(c.strip() for c in categories if c and c.strip()), brand.strip(), description.strip()]
+    text = ". ".join(p for p in parts if p)
+    return text[:max_chars]
+
+
+def item_texts(items: pd.DataFrame, max_chars: int = 1000) -> list[str]:
+    return [
+        item_text(r.title, list(r.categories), r.brand, r.description, max_chars)
+        for r in items.itertuples(index=False)
+    ]
+
+
+def _as_str_list(value: object) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, float) and np.isnan(value):
+        return []
+    if isinstance(value, str):
+        return [value] if value else []
+    return [str(v) for v in list(value)]  # type: ignore[call-overload]
