@@ -1,0 +1,84 @@
+"""Shared fixtures. Real data lives in ../shared/data and is optional: tests needing it skip."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SCIENTIFIC = REPO.parent / "shared" / "data" / "amazon-scientific"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _torch_threads():
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("GENSAR_THREADS", "1")))
+
+
+@pytest.fixture
+def scientific_dir() -> Path:
+    if not (SCIENTIFIC / "Scientific.text").is_file():
+        pytest.skip("../shared/data/amazon-scientific is absent")
+    return SCIENTIFIC
+
+
+def make_tiny_prepared(n_items: int = 40, n_users: int = 30, seed: int = 0, max_history: int = 5):
+    """A small hand-built PreparedData (no loaders, no BM25): for model-side tests."""
+    from gensar.data.prepared import PreparedData
+    from gensar.data.schema import make_events, make_items
+
+    rng = np.random.default_rng(seed)
+    cats = [["Tools", "Saws"], ["Tools", "Drills"], ["Lab", "Glassware"], ["Lab", "Scales"]]
+    items = make_items([
+        {"item_id": f"i{i}", "title": f"item {i} {cats[i % 4][1].lower()}", "categories": cats[i % 4],
+         "brand": f"brand{i % 3}", "description": ""}
+        for i in range(n_items)
+    ])
+    rows = []
+    for u in range(n_users):
+        for t in range(int(rng.integers(6, 10))):
+            it = f"i{int(rng.integers(n_items))}"
+            if rng.random() < 0.5:
+                rows.append({"user_id": f"u{u}", "timestamp": t, "behavior": "rec", "query": "", "items": [it]})
+            else:
+                q = " ".join(w.lower() for w in cats[int(it[1:]) % 4])
+                rows.append({"user_id": f"u{u}", "timestamp": t, "behavior": "search", "query": q, "items": [it]})
+    events = make_events(rows)
+    examples, cands = [], []
+    all_items = items["item_id"].tolist()
+    for user, ev in events.groupby("user_id", sort=True):
+        seen = {i for its in ev["items"] for i in its}
+        for behavior in ("rec", "search"):
+            sub = ev[ev["behavior"] == behavior]
+            n = len(sub)
+            for k, row in enumerate(sub.itertuples(index=False)):
+                split = "train"
+                if n >= 3 and k == n - 1:
+                    split = "test"
+                elif n >= 3 and k == n - 2:
+                    split = "valid"
+                earlier = ev[ev["timestamp"] < row.timestamp]["event_id"].tolist()[-max_history:]
+                ex_id = len(examples)
+                examples.append({"example_id": ex_id, "user_id": user, "split": split, "behavior": behavior,
+                                 "event_id": row.event_id, "query": row.query, "target": row.items[0],
+                                 "history": earlier})
+                if split != "train":
+                    neg = [i for i in all_items if i not in seen]
+                    pick = rng.choice(len(neg), size=min(19, len(neg)), replace=False)
+                    cands.append({"example_id": ex_id, "candidates": [row.items[0]] + [neg[j] for j in pick]})
+    manifest = {"source": "tiny-fixture", "format": "fixture", "seed": seed, "options": {"max_history": max_history}}
+    return PreparedData(manifest=manifest, items=items, events=events,
+                        examples=pd.DataFrame(examples), candidates=pd.DataFrame(cands))
+
+
+@pytest.fixture
+def tiny_prepared():
+    return make_tiny_prepared()

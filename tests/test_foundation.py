@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from gensar.config import from_dict, load_config, require
+from gensar.data.prepared import PreparedData
+from gensar.errors import ConfigError, InputError
+from gensar.io import atomic_dir
+
+from conftest import make_tiny_prepared
+
+
+@dataclass(frozen=True)
+class Inner:
+    dim: int = 4
+    mode: Literal["a", "b"] = "a"
+
+
+@dataclass(frozen=True)
+class Outer:
+    lr: float = 1e-3
+    inner: Inner = field(default_factory=Inner)
+    levels: tuple[int, ...] = (256, 256)
+
+    def validate(self) -> None:
+        require(self.lr > 0, "lr", "must be > 0")
+
+
+def test_config_strict_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("lr: 0.01\ninner:\n  dim: 8\n")
+    cfg = load_config(Outer, p, ["inner.mode=b", "levels=[16, 8]"])
+    assert cfg == Outer(lr=0.01, inner=Inner(dim=8, mode="b"), levels=(16, 8))
+    with pytest.raises(ConfigError, match="unknown config key 'inner.dimm'"):
+        from_dict(Outer, {"inner": {"dimm": 3}})
+    with pytest.raises(ConfigError, match="'inner.dim': expected an integer"):
+        from_dict(Outer, {"inner": {"dim": "x"}})
+    with pytest.raises(ConfigError, match="'inner.mode'"):
+        from_dict(Outer, {"inner": {"mode": "c"}})
+    with pytest.raises(ConfigError, match="config key 'lr': must be > 0"):
+        from_dict(Outer, {"lr": -1})
+
+
+def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(out) as tmp:
+            (tmp / "half.txt").write_text("x")
+            raise RuntimeError("boom")
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_input_error_names_file_line_field():
+    err = InputError("bad value", path="a.csv", line=3, field="item_id")
+    assert str(err) == "a.csv:3: field 'item_id': bad value"
+
+
+def test_prepared_round_trip(tmp_path):
+    data = make_tiny_prepared()
+    data.save(tmp_path / "p")
+    back = PreparedData.load(tmp_path / "p")
+    assert back.items["item_id"].tolist() == data.items["item_id"].tolist()
+    assert back.examples["history"].tolist() == data.examples["history"].tolist()
+    assert back.candidate_lists == data.candidate_lists
+
