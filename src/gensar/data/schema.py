@@ -64,6 +64,7 @@ def make_events(records: list[dict] | pd.DataFrame) -> pd.DataFrame:
             raise InputError("missing required column", field=col)
     if "behavior" not in df.columns:
         df["behavior"] = REC
+    df["behavior"] = df["behavior"].fillna(REC)
     if "query" not in df.columns:
         df["query"] = ""
     df["user_id"] = df["user_id"].astype(str)
