@@ -1,0 +1,745 @@
+"""Multi-task training of the generative model, with atomic checkpoints, exact resume and DDP.
+
+Directories, for ``--out MODEL_DIR``:
+
+``MODEL_DIR.ckpt/``  while training (removed when the run finishes):
+    ``run_config.json`` (the ``ModelRunConfig`` and a fingerprint of the data and IDs),
+    ``tokenizer/`` (trained once, reused on resume), ``checkpoint.pt`` (written to a temporary
+    file, fsync'ed, then ``os.replace``'d: a kill leaves the previous checkpoint intact).
+``MODEL_DIR/``  appears only at the end, atomically: the best model (``save_pretrained``), its
+    tokenizer, ``train_state.json`` (validation metrics per epoch, timings), ``gensar_model.json``
+    (the run config, which the decoder needs for the prompt style) and ``item_ids.json``.
+
+A checkpoint holds the model, optimizer, scheduler, the best weights so far, the RNG states
+(python, numpy, torch; one set per rank), the epoch and the number of steps done in it. Each
+epoch's sample order is a pure function of (seed, epoch) (``TaskMix.epoch_plan``), so resuming
+replays the rest of the epoch exactly: an interrupted and resumed run ends with the same weights
+as an uninterrupted one (tests/test_train.py kills one with SIGKILL to check).
+
+Data parallel: under ``torchrun`` each of the W processes takes every W-th sample of each global
+batch of ``W * batch_size`` (the epoch's tail that does not divide by W is dropped, as
+DistributedSampler with drop_last does), gradients are averaged by DDP (gloo on CPU, NCCL on
+GPU), validation is sharded the same way and gathered, and only rank 0 writes files.
+
+Validation (each ``eval_every`` epochs): rec and search examples of the valid split (a seeded
+subsample of ``eval_examples`` per behavior) ranked by candidate likelihood
+(``gensar.model.scoring``); early stopping watches ``early_stop_metric``, the mean over both
+behaviors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from gensar.config import from_dict, require, to_dict
+from gensar.data.prepared import PreparedData
+from gensar.data.schema import BEHAVIORS
+from gensar.errors import ConfigError, GensarError
+from gensar.io import atomic_dir, atomic_write_json, check_output_dir
+from gensar.model.backbone import (
+    BackboneConfig,
+    build_backbone,
+    count_parameters,
+    load_pretrained_backbone,
+    save_model,
+)
+from gensar.model.scoring import rank_examples, ranking_metrics
+from gensar.model.tasks import (
+    MARKER_TOKENS,
+    IdMaps,
+    Sample,
+    SampleEncoder,
+    TaskConfig,
+    TaskMix,
+    build_samples,
+    example_samples,
+    tokenizer_corpus,
+)
+from gensar.model.tokenizer import TokenizerConfig, build_tokenizer, load_tokenizer
+
+CHECKPOINT_FORMAT = 1
+METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    seed: int = 0
+    epochs: int = 20
+    batch_size: int = 64  # per process; a DDP step sees world_size * batch_size samples
+    lr: float = 1e-3
+    weight_decay: float = 0.01  # AdamW, on matrices only (not on layer norms)
+    warmup_ratio: float = 0.05  # fraction of all steps with linear warm-up, then cosine decay to 0
+    grad_clip: float = 1.0  # max global gradient norm; 0 = off
+    max_input_len: int = 256  # tokens; the oldest history events are dropped to fit
+    eval_every: int = 1  # epochs between validations (the last epoch is always validated)
+    eval_examples: int = 500  # validation examples per behavior (seeded subsample); 0 = all
+    eval_batch_examples: int = 4  # examples whose candidates are scored in one decoder batch
+    early_stop_metric: Literal["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"] = "hr@10"
+    patience: int = 3  # validations without improvement before stopping; 0 = never stop early
+    # Length bucketing: the shuffled epoch is cut into runs of this many global batches, each
+    # sorted by sample length before being cut into batches, then batches are shuffled. On the
+    # amazon-scientific mix this cuts padding ~3x and speeds training up 2.6x; 1 = off.
+    length_buckets: int = 50
+    checkpoint_every: int = (
+        500  # optimizer steps between checkpoints (and at every epoch end); 0 = epoch ends only
+    )
+    threads: int = 0  # torch threads per process; 0 = --threads, $GENSAR_THREADS or all cores
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = False  # bfloat16 autocast (GPU)
+    progress: bool = True  # tqdm bar on rank 0
+
+    def validate(self) -> None:
+        require(self.epochs >= 1, "train.epochs", "must be >= 1")
+        require(self.batch_size >= 1, "train.batch_size", "must be >= 1")
+        require(self.lr > 0, "train.lr", "must be > 0")
+        require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        require(0 <= self.warmup_ratio < 1, "train.warmup_ratio", "must be in [0, 1)")
+        require(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 = off)")
+        require(self.max_input_len >= 8, "train.max_input_len", "must be >= 8")
+        require(self.eval_every >= 1, "train.eval_every", "must be >= 1")
+        require(self.eval_examples >= 0, "train.eval_examples", "must be >= 0 (0 = all)")
+        require(self.eval_batch_examples >= 1, "train.eval_batch_examples", "must be >= 1")
+        require(self.length_buckets >= 1, "train.length_buckets", "must be >= 1 (1 = off)")
+        require(self.patience >= 0, "train.patience", "must be >= 0 (0 = off)")
+        require(self.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0 (0 = epoch ends only)")
+        require(self.threads >= 0, "train.threads", "must be >= 0")
+
+
+@dataclass(frozen=True)
+class ModelRunConfig:
+    """Everything ``gensar train`` reads from ``--config`` / ``--set`` (YAML sections of these names)."""
+
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    tasks: TaskConfig = field(default_factory=TaskConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> None:
+        self.tokenizer.validate()
+        self.backbone.validate()
+        self.tasks.validate()
+        self.train.validate()
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint."""
+
+    epoch: int = 0  # epochs completed
+    step_in_epoch: int = 0  # optimizer steps done in the current epoch
+    global_step: int = 0
+    loss_sum: float = 0.0  # current epoch, mean over ranks per step
+    epoch_seconds: float = 0.0  # current epoch's training time so far
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_value: float | None = None
+    best_epoch: int | None = None
+    bad_evals: int = 0
+    stopped_early: bool = False
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    history: list[dict[str, float]]
+    best_epoch: int | None
+    best_value: float | None
+    stopped_early: bool
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """This process's place in a ``torchrun`` job (world_size 1 without one)."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+
+    @classmethod
+    def from_env(cls) -> DistEnv:
+        return cls(
+            int(os.environ.get("RANK", "0")),
+            int(os.environ.get("WORLD_SIZE", "1")),
+            int(os.environ.get("LOCAL_RANK", "0")),
+        )
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def checkpoint_dir(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.name + ".ckpt")
+
+
+# ---- the run ---------------------------------------------------------------------------------------
+def train(
+    data_dir: str | Path,
+    ids_path: str | Path,
+    out: str | Path,
+    cfg: ModelRunConfig | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> TrainResult:
+    """Train on a prepared data dir with the item IDs at ``ids_path``; write the best model to ``out``.
+
+    ``cfg`` None means the defaults, or, with ``resume``, the interrupted run's config.
+    """
+    env = DistEnv.from_env()
+    out, work = Path(out), checkpoint_dir(out)
+    data = PreparedData.load(data_dir)
+    ids = IdMaps.load(ids_path)
+    ids.require_items(data.items["item_id"].tolist(), ids_path)
+    fingerprint = _fingerprint(data, ids)
+    cfg = _check_start(out, work, cfg, fingerprint, resume, overwrite)
+    device = _device(cfg.train.device, env)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    if env.distributed:
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        _barrier(env)  # every rank has checked the directories before rank 0 touches them
+        if env.is_main and not resume:
+            shutil.rmtree(work, ignore_errors=True)
+            work.mkdir(parents=True)
+            atomic_write_json(work / "run_config.json", {"config": to_dict(cfg), "fingerprint": fingerprint})
+        return _run(data, ids, out, work, cfg, resume, overwrite, env, device)
+    finally:
+        if env.distributed:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _check_start(
+    out: Path, work: Path, cfg: ModelRunConfig | None, fingerprint: dict, resume: bool, overwrite: bool
+) -> ModelRunConfig:
+    """Refuse to clobber output or to resume something else; the config this run uses."""
+    check_output_dir(out, overwrite)
+    if resume:
+        if not (work / "run_config.json").is_file():
+            raise GensarError(f"{work}: no interrupted run to resume (no run_config.json)")
+        saved = json.loads((work / "run_config.json").read_text(encoding="utf-8"))
+        saved_cfg = from_dict(ModelRunConfig, saved["config"])
+        if cfg is not None and cfg != saved_cfg:
+            key = _first_difference(to_dict(saved_cfg), to_dict(cfg))
+            raise ConfigError(
+                f"config key '{key}' differs from the interrupted run in {work} "
+                "(resume without --config/--set, or start over with --overwrite)"
+            )
+        if saved["fingerprint"] != fingerprint:
+            key = _first_difference(saved["fingerprint"], fingerprint)
+            raise GensarError(f"{work}: the data or IDs differ from the interrupted run ({key})")
+        return saved_cfg
+    if work.exists() and not overwrite:
+        raise GensarError(
+            f"{work}: an interrupted run exists; pass --resume to continue it or --overwrite to start over"
+        )
+    return cfg if cfg is not None else ModelRunConfig()
+
+
+def _run(
+    data: PreparedData,
+    ids: IdMaps,
+    out: Path,
+    work: Path,
+    cfg: ModelRunConfig,
+    resume: bool,
+    overwrite: bool,
+    env: DistEnv,
+    device: torch.device,
+) -> TrainResult:
+    from tqdm.auto import tqdm
+    from transformers import get_cosine_schedule_with_warmup
+
+    tc = cfg.train
+    added = list(MARKER_TOKENS) + ids.tokens()
+    _seed_all(tc.seed)
+    has_tokenizer = (work / "tokenizer" / "tokenizer.json").is_file()  # a resumed run keeps its vocabulary
+    if cfg.backbone.pretrained is not None:
+        model, tokenizer = load_pretrained_backbone(cfg.backbone, added)
+        if env.is_main and not has_tokenizer:
+            with atomic_dir(work / "tokenizer", overwrite=True) as tmp:
+                tokenizer.save_pretrained(str(tmp))
+    else:
+        if env.is_main and not has_tokenizer:
+            corpus = tokenizer_corpus(data, cfg.tasks.prompt_style)
+            with atomic_dir(work / "tokenizer", overwrite=True) as tmp:
+                build_tokenizer(corpus, added, cfg.tokenizer).save_pretrained(str(tmp))
+        _barrier(env)
+        tokenizer = load_tokenizer(work / "tokenizer")
+        _seed_all(tc.seed)  # the init must not depend on what ran before
+        model = build_backbone(cfg.backbone, tokenizer)
+    model.config.use_cache = False
+    model.to(device)
+
+    mix = TaskMix.build(build_samples(data, cfg.tasks, tc.seed), cfg.tasks)
+    if mix.epoch_size() < env.world_size:
+        raise GensarError(f"an epoch has {mix.epoch_size()} samples, fewer than {env.world_size} processes")
+    encoder = SampleEncoder(tokenizer, ids, data, cfg.tasks, tc.max_input_len)
+    encoded = [encoder.encode(s) for s in mix.samples]
+    lengths = np.array([len(x) + len(y) for x, y in encoded], dtype=np.int64)
+    eval_sets = _eval_sets(data, tc)
+
+    usable = mix.epoch_size() - mix.epoch_size() % env.world_size
+    global_batch = tc.batch_size * env.world_size
+    steps_per_epoch = math.ceil(usable / global_batch)
+    total_steps = steps_per_epoch * tc.epochs
+    optimizer = _optimizer(model, tc)
+    scheduler = get_cosine_schedule_with_warmup(optimizer, int(tc.warmup_ratio * total_steps), total_steps)
+
+    prog = Progress()
+    best_state: dict[str, torch.Tensor] | None = None
+    # A run killed before its first checkpoint resumes from step 0 (with its saved config).
+    if resume and (work / "checkpoint.pt").is_file():
+        _cleanup_temp_files(work, env)
+        ckpt = torch.load(work / "checkpoint.pt", map_location="cpu", weights_only=True)
+        if ckpt["world_size"] != env.world_size:
+            raise GensarError(
+                f"{work}/checkpoint.pt was written by {ckpt['world_size']} processes, "
+                f"resume with the same number (now {env.world_size})"
+            )
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        prog = Progress(**ckpt["progress"])
+        best_state = ckpt["best_model"]
+        _set_rng_state(ckpt["rng"][env.rank])
+    else:
+        torch.manual_seed(tc.seed + env.rank)  # dropout masks differ across ranks
+
+    train_model = model
+    if env.distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+
+    pad = int(tokenizer.pad_token_id)
+    meta = {
+        "world_size": env.world_size,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "vocab_size": len(tokenizer),
+        "parameters": count_parameters(model),
+        "task_counts": mix.counts(),
+        "epoch_size": usable,
+        "steps_per_epoch": steps_per_epoch,
+        "prompt_style": cfg.tasks.prompt_style,
+    }
+    if env.is_main:
+        print(
+            f"gensar train: {usable} samples/epoch ({_fmt_counts(mix.counts())}), "
+            f"{steps_per_epoch} steps/epoch, {meta['parameters']['total']:,} parameters, "
+            f"vocab {len(tokenizer)}, {env.world_size} process(es) on {device}",
+            file=sys.stderr,
+        )
+
+    model.train()
+    while prog.epoch < tc.epochs and not prog.stopped_early:
+        epoch = prog.epoch
+        plan = length_bucketed(
+            mix.epoch_plan(tc.seed, epoch)[:usable],
+            lengths,
+            global_batch,
+            tc.length_buckets,
+            np.random.default_rng([tc.seed, epoch, 0xB0C7]),
+        )
+        seen: list[np.ndarray] = []  # plan positions this process trained on (DDP shard check)
+        bar = tqdm(
+            total=steps_per_epoch,
+            initial=prog.step_in_epoch,
+            desc=f"epoch {epoch + 1}/{tc.epochs}",
+            disable=not (env.is_main and tc.progress),
+            mininterval=0.5,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        t_start, samples_here = time.perf_counter(), 0
+        seconds_before = prog.epoch_seconds
+        for step in range(prog.step_in_epoch, steps_per_epoch):
+            positions = np.arange(step * global_batch, min((step + 1) * global_batch, usable))[
+                env.rank :: env.world_size
+            ]
+            seen.append(positions)
+            batch = _collate(encoded, plan[positions], pad, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16):
+                loss = train_model(**batch).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            prog.loss_sum += _mean_over_ranks(loss.detach(), env)
+            prog.global_step += 1
+            prog.step_in_epoch = step + 1
+            samples_here += len(positions) * env.world_size
+            prog.epoch_seconds = seconds_before + time.perf_counter() - t_start
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{prog.loss_sum / prog.step_in_epoch:.3f}",
+                samples_s=f"{samples_here / max(time.perf_counter() - t_start, 1e-9):.0f}",
+            )
+            if (
+                tc.checkpoint_every
+                and prog.global_step % tc.checkpoint_every == 0
+                and step + 1 < steps_per_epoch
+            ):
+                _save_checkpoint(work, model, optimizer, scheduler, prog, best_state, env)
+        bar.close()
+
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": prog.loss_sum / max(prog.step_in_epoch, 1),
+            "train_seconds": prog.epoch_seconds,
+            "samples": usable,
+            "samples_per_s": usable / max(prog.epoch_seconds, 1e-9),
+            "lr": scheduler.get_last_lr()[0],
+        }
+        if env.distributed:
+            record.update(_shard_report(seen, env))
+        if (epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs:
+            t0 = time.perf_counter()
+            metrics = _validate(model, encoder, data, eval_sets, tc, env, device)
+            record["eval_seconds"] = time.perf_counter() - t0
+            record.update(metrics)
+            value = metrics.get(tc.early_stop_metric, float("nan"))
+            if not math.isnan(value):
+                if prog.best_value is None or value > prog.best_value:
+                    prog.best_value, prog.best_epoch, prog.bad_evals = value, epoch + 1, 0
+                    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                else:
+                    prog.bad_evals += 1
+                    prog.stopped_early = tc.patience > 0 and prog.bad_evals >= tc.patience
+        prog.history.append(record)
+        prog.epoch, prog.step_in_epoch, prog.loss_sum, prog.epoch_seconds = epoch + 1, 0, 0.0, 0.0
+        if env.is_main:
+            print(_epoch_line(record, tc, prog), file=sys.stderr)
+        _save_checkpoint(work, model, optimizer, scheduler, prog, best_state, env)
+
+    if env.is_main:
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        _write_model_dir(out, model, tokenizer, cfg, ids, prog, meta, overwrite)
+        shutil.rmtree(work, ignore_errors=True)
+    _barrier(env)
+    return TrainResult(out, prog.history, prog.best_epoch, prog.best_value, prog.stopped_early)
+
+
+def _write_model_dir(
+    out: Path,
+    model,
+    tokenizer,
+    cfg: ModelRunConfig,
+    ids: IdMaps,
+    prog: Progress,
+    meta: dict[str, Any],
+    overwrite: bool,
+) -> None:
+    """The model directory, all at once: weights, tokenizer, train_state.json, config, item IDs."""
+    state = {
+        "epochs_run": prog.epoch,
+        "global_steps": prog.global_step,
+        "best_epoch": prog.best_epoch,
+        "best_metric": {"name": cfg.train.early_stop_metric, "value": prog.best_value},
+        "stopped_early": prog.stopped_early,
+        "history": prog.history,
+        "timings": {
+            "train_seconds": sum(h["train_seconds"] for h in prog.history),
+            "eval_seconds": sum(h.get("eval_seconds", 0.0) for h in prog.history),
+        },
+        **meta,
+    }
+    model.cpu()
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        save_model(model, tokenizer, tmp)
+        atomic_write_json(tmp / "train_state.json", _jsonable(state))
+        atomic_write_json(tmp / "gensar_model.json", {"config": to_dict(cfg)})
+        ids.save(tmp / "item_ids.json")
+
+
+# ---- steps -----------------------------------------------------------------------------------------
+def length_bucketed(
+    plan: np.ndarray, lengths: np.ndarray, batch: int, buckets: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Reorder ``plan`` so that each run of ``batch`` samples has similar lengths (less padding).
+
+    Runs of ``buckets * batch`` consecutive samples of the (already shuffled) plan are sorted by
+    ``lengths[sample]`` and cut into batches; the full batches are then shuffled, a short last
+    batch stays last. The result is a permutation of ``plan``; ``buckets == 1`` returns it as is.
+    """
+    if buckets <= 1 or len(plan) <= batch:
+        return plan
+    size = buckets * batch
+    ordered = np.concatenate(
+        [
+            chunk[np.argsort(lengths[chunk], kind="stable")]
+            for chunk in np.split(plan, np.arange(size, len(plan), size))
+        ]
+    )
+    full = len(ordered) // batch
+    batches = ordered[: full * batch].reshape(full, batch)  # [full, batch]
+    return np.concatenate([batches[rng.permutation(full)].reshape(-1), ordered[full * batch :]])
+
+
+def _collate(
+    encoded: list[tuple[np.ndarray, np.ndarray]], indices: np.ndarray, pad: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """Right-padded input_ids / attention_mask [B, L] and labels [B, T] (-100 = ignored)."""
+    pairs = [encoded[int(i)] for i in indices]
+    width_in = max(len(p[0]) for p in pairs)
+    width_out = max(len(p[1]) for p in pairs)
+    input_ids = np.full((len(pairs), width_in), pad, dtype=np.int64)  # [B, L]
+    labels = np.full((len(pairs), width_out), -100, dtype=np.int64)  # [B, T]
+    for row, (x, y) in enumerate(pairs):
+        input_ids[row, : len(x)] = x
+        labels[row, : len(y)] = y
+    ids = torch.from_numpy(input_ids).to(device)
+    return {
+        "input_ids": ids,
+        "attention_mask": (ids != pad).long(),
+        "labels": torch.from_numpy(labels).to(device),
+    }
+
+
+def _optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; matrices (incl. the embedding) decay, vectors (layer norms) do not."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=tc.lr)
+
+
+def _eval_sets(data: PreparedData, tc: TrainConfig) -> dict[str, tuple[list[Sample], list[list[str]]]]:
+    """Per behavior: the seeded subsample of valid examples that have candidate lists."""
+    lists = data.candidate_lists
+    sets = {}
+    for b in BEHAVIORS:
+        ex = data.split("valid", b)
+        ex = ex[ex["example_id"].isin(list(lists))]
+        if tc.eval_examples and len(ex) > tc.eval_examples:
+            rng = np.random.default_rng([tc.seed, 0xE7A1, BEHAVIORS.index(b)])
+            ex = ex.iloc[np.sort(rng.choice(len(ex), size=tc.eval_examples, replace=False))]
+        samples = example_samples(ex)
+        sets[b] = (samples, [list(lists[s.example_id]) for s in samples])
+    return sets
+
+
+def _validate(
+    model,
+    encoder: SampleEncoder,
+    data: PreparedData,
+    eval_sets,
+    tc: TrainConfig,
+    env: DistEnv,
+    device: torch.device,
+) -> dict[str, float]:
+    ranks = {}
+    for b, (samples, cands) in eval_sets.items():
+        mine = rank_examples(
+            model,
+            encoder,
+            samples[env.rank :: env.world_size],
+            cands[env.rank :: env.world_size],
+            tc.eval_batch_examples,
+            device,
+        )
+        if env.distributed:
+            import torch.distributed as dist
+
+            parts: list[Any] = [None] * env.world_size
+            dist.all_gather_object(parts, mine)
+            mine = np.concatenate(parts)
+        ranks[b] = mine
+    return ranking_metrics(ranks) if any(len(r) for r in ranks.values()) else {}
+
+
+def _shard_report(seen: list[np.ndarray], env: DistEnv) -> dict[str, Any]:
+    """Samples per rank this epoch and positions shared by two ranks (0 when shards are disjoint)."""
+    import torch.distributed as dist
+
+    mine = np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64)
+    parts: list[Any] = [None] * env.world_size
+    dist.all_gather_object(parts, mine)
+    every = np.concatenate(parts)
+    return {"rank_samples": [len(p) for p in parts], "rank_overlap": int(len(every) - len(np.unique(every)))}
+
+
+def _mean_over_ranks(value: torch.Tensor, env: DistEnv) -> float:
+    if env.distributed:
+        import torch.distributed as dist
+
+        value = value.clone().float()
+        dist.all_reduce(value)
+        value /= env.world_size
+    return float(value.item())
+
+
+def _barrier(env: DistEnv) -> None:
+    if env.distributed:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _device(name: str, env: DistEnv) -> torch.device:
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise GensarError("train.device is 'cuda' but no CUDA device is available")
+        torch.cuda.set_device(env.local_rank)
+        return torch.device("cuda", env.local_rank)
+    return torch.device("cpu")
+
+
+# ---- checkpoints -------------------------------------------------------------------------------------
+def _save_checkpoint(
+    work: Path,
+    model,
+    optimizer,
+    scheduler,
+    prog: Progress,
+    best_state: dict[str, torch.Tensor] | None,
+    env: DistEnv,
+) -> None:
+    rng = _rng_state()
+    rngs = [rng]
+    if env.distributed:
+        import torch.distributed as dist
+
+        rngs = [None] * env.world_size
+        dist.all_gather_object(rngs, rng)
+    if env.is_main:
+        ckpt = {
+            "format": CHECKPOINT_FORMAT,
+            "world_size": env.world_size,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "progress": dataclasses.asdict(prog),
+            "best_model": best_state,
+            "rng": rngs,
+        }
+        atomic_torch_save(ckpt, work / "checkpoint.pt")
+    _barrier(env)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary sibling, fsync, then ``os.replace``: never a partial ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _cleanup_temp_files(work: Path, env: DistEnv) -> None:
+    """Temporary files of a checkpoint write that a kill interrupted."""
+    if env.is_main:
+        for p in work.glob(".checkpoint.pt.*.tmp"):
+            p.unlink(missing_ok=True)
+
+
+def _rng_state() -> dict[str, Any]:
+    name, key, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    state = {
+        "python": random.getstate(),
+        "numpy": (name, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, cached),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    name, key, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _seed_all(seed: int) -> None:
+    from gensar.runtime import seed_everything
+
+    seed_everything(seed)
+
+
+# ---- small helpers ---------------------------------------------------------------------------------
+def _fingerprint(data: PreparedData, ids: IdMaps) -> dict[str, Any]:
+    """What must not change between an interrupted run and its resume."""
+    digest = hashlib.sha256(json.dumps(ids.to_json(), sort_keys=True).encode()).hexdigest()[:16]
+    return {
+        "items": len(data.items),
+        "events": len(data.events),
+        "examples": len(data.examples),
+        "data_source": str(data.manifest.get("source", "")),
+        "item_ids_sha256": digest,
+    }
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else k)
+    return where
+
+
+def _jsonable(obj: Any) -> Any:
+    """NaN/inf become null (JSON has neither)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def _fmt_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{t} {n}" for t, n in counts.items() if n)
+
+
+def _epoch_line(record: dict[str, Any], tc: TrainConfig, prog: Progress) -> str:
+    line = (
+        f"epoch {record['epoch']}/{tc.epochs}: loss {record['train_loss']:.4f}, "
+        f"{record['samples_per_s']:.0f} samples/s"
+    )
+    m = tc.early_stop_metric
+    if m in record:
+        parts = ", ".join(f"{b} {record[f'{b}_{m}']:.4f}" for b in BEHAVIORS if f"{b}_{m}" in record)
+        star = " (best)" if prog.best_epoch == record["epoch"] else ""
+        line += f", valid {m} {record[m]:.4f} ({parts}){star}"
+    if prog.stopped_early:
+        line += f"; early stop after {tc.patience} validations without improvement"
+    return line
