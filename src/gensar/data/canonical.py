@@ -1,0 +1,503 @@
+"""Canonical files: the plain on-disk form of any dataset gensar can read.
+
+A canonical dataset is a directory with one items file and one events file::
+
+    my-data/
+      items.jsonl      (or items.jsonl.gz, items.csv, items.csv.gz, items.parquet)
+      events.jsonl     (or events.jsonl.gz, events.csv, events.csv.gz, events.parquet)
+
+The format of each table is found from its extension; the two tables may use different
+formats, but each table must exist exactly once. Text is UTF-8 (a leading BOM is accepted).
+Other files in the directory are ignored, and so are unknown columns (they are listed in
+``RawDataset.info["ignored_columns"]``).
+
+Items, one per row/line:
+
+=============  ========  ==========================================================
+column         required  meaning
+=============  ========  ==========================================================
+item_id        yes       unique id (string; JSON numbers are accepted as strings)
+title          no        text ('' when absent)
+categories     no        category path, root first. JSONL/Parquet: a list of strings
+                         (or one string in the CSV form). CSV: the path joined by
+                         ``" > "``, e.g. ``Tools > Power Tools > Saws`` (read: split
+                         on ``>``, parts stripped; so names cannot contain ``>``).
+description    no        text
+brand          no        text
+=============  ========  ==========================================================
+
+Events, one per row/line (a rec interaction or a search session):
+
+=============  ========  ==========================================================
+column         required  meaning
+=============  ========  ==========================================================
+user_id        yes       user id (string)
+timestamp      yes       integer (any unit; only the order matters). Ties keep file
+                         order.
+behavior       no        ``rec`` (default) or ``search``
+query          search    the search query; must be empty or absent for ``rec``
+items          one of    the clicked item ids in click order. JSONL/Parquet: a list.
+item_id                  CSV: ids separated by single spaces (so ids used in a CSV
+                         ``items`` column cannot contain whitespace; use ``item_id``
+                         or JSONL/Parquet for such ids). ``item_id`` is the shorthand
+                         for a single item. A rec event has exactly one item, a
+                         search session one or more (no repeats).
+=============  ========  ==========================================================
+
+Example (JSONL)::
+
+    items.jsonl   {"item_id": "i1", "title": "Voltix Cordless Drill VX-210",
+                   "categories": ["Shop", "Power Tools", "Cordless Drills"], "brand": "Voltix"}
+    events.jsonl  {"user_id": "u1", "timestamp": 1, "item_id": "i1"}
+                  {"user_id": "u1", "timestamp": 2, "behavior": "search",
+                   "query": "cordless drill", "items": ["i1", "i7"]}
+
+Example (CSV)::
+
+    item_id,title,categories,description,brand
+    i1,Voltix Cordless Drill VX-210,Shop > Power Tools > Cordless Drills,,Voltix
+
+    user_id,timestamp,behavior,query,items
+    u1,1,rec,,i1
+    u1,2,search,cordless drill,i1 i7
+
+Ids are stripped of surrounding whitespace. Blank lines in JSONL and CSV are skipped.
+Every problem is reported as an ``InputError`` naming the file, the 1-based line (JSONL,
+CSV; for Parquet the message names the 1-based row) and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import re
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gensar.data.schema import BEHAVIORS, REC, SEARCH, RawDataset, make_events, make_items, validate
+from gensar.errors import GensarError, InputError
+from gensar.io import atomic_dir
+
+FORMATS = ("jsonl", "jsonl.gz", "csv", "csv.gz", "parquet")
+CATEGORY_SEP = " > "
+ITEM_FIELDS = ("item_id", "title", "categories", "description", "brand")
+EVENT_FIELDS = ("user_id", "timestamp", "behavior", "query", "items", "item_id")
+_INT = re.compile(r"[+-]?\d+")
+
+
+# ---- locating tables ---------------------------------------------------------------------
+
+def find_table(root: str | Path, name: str) -> Path | None:
+    """The single ``name.<format>`` file in ``root``, or None; several is an InputError."""
+    root = Path(root)
+    found = [root / f"{name}.{fmt}" for fmt in FORMATS if (root / f"{name}.{fmt}").is_file()]
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise InputError(f"several {name} tables ({names}); keep exactly one", path=root)
+    return found[0] if found else None
+
+
+def is_canonical(path: str | Path) -> bool:
+    """True when ``path`` is a directory holding an items table and an events table."""
+    root = Path(path)
+    if not root.is_dir():
+        return False
+    return all(any((root / f"{name}.{fmt}").is_file() for fmt in FORMATS) for name in ("items", "events"))
+
+
+def _format_of(path: Path) -> str:
+    return next(fmt for fmt in FORMATS if path.name.endswith("." + fmt))
+
+
+# ---- reading -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Loc:
+    """Where a record came from: a line (JSONL/CSV) or a row (Parquet)."""
+
+    path: Path
+    line: int | None
+    row: int
+
+    def error(self, message: str, field: str | None = None) -> InputError:
+        if self.line is None:
+            message = f"{message} (row {self.row})"
+        return InputError(message, path=self.path, line=self.line, field=field)
+
+
+@dataclass
+class _Table:
+    path: Path
+    columns: set[str]  # every column/key seen
+    records: list[tuple[_Loc, dict[str, Any]]]
+    header_line: int | None  # 1 for CSV (missing columns are reported there), else None
+
+
+def read_canonical(path: str | Path) -> RawDataset:
+    """Read a canonical directory into a validated ``RawDataset`` (format ``"canonical"``)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise InputError("not a directory (expected items.* and events.* inside)", path=root)
+    items_path = find_table(root, "items")
+    events_path = find_table(root, "events")
+    for name, found in (("items", items_path), ("events", events_path)):
+        if found is None:
+            raise InputError(f"no {name} table ({name}.{{{','.join(FORMATS)}}})", path=root)
+    assert items_path is not None and events_path is not None
+
+    items_table = _read_table(items_path)
+    items, item_lines = _parse_items(items_table)
+    events_table = _read_table(events_path)
+    events = _parse_events(events_table, item_lines)
+
+    items_df = make_items(items)
+    events_df = make_events(events)
+    validate(items_df, events_df, source=str(root))  # a safety net: the checks above are stricter
+    ignored = {
+        "items": sorted(items_table.columns - set(ITEM_FIELDS)),
+        "events": sorted(events_table.columns - set(EVENT_FIELDS)),
+    }
+    info = {"items_file": items_path.name, "events_file": events_path.name, "ignored_columns": ignored}
+    return RawDataset(items=items_df, events=events_df, source=str(root), format="canonical", info=info)
+
+
+def _read_table(path: Path) -> _Table:
+    fmt = _format_of(path)
+    if fmt == "parquet":
+        return _read_parquet(path)
+    text = _read_text(path)
+    return _read_jsonl(path, text) if fmt.startswith("jsonl") else _read_csv(path, text)
+
+
+def _read_text(path: Path) -> str:
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as err:
+            raise InputError(f"not a valid gzip file ({err})", path=path) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise InputError(
+            f"not valid UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start})", path=path, line=line
+        ) from None
+
+
+def _read_jsonl(path: Path, text: str) -> _Table:
+    records: list[tuple[_Loc, dict[str, Any]]] = []
+    columns: set[str] = set()
+    # split on "\n" only: str.splitlines() would also split on U+2028 etc. inside JSON strings
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise InputError(f"malformed JSON: {err.msg} (column {err.colno})", path=path, line=lineno) from None
+        if not isinstance(record, dict):
+            raise InputError(f"expected a JSON object, got {type(record).__name__}", path=path, line=lineno)
+        columns.update(record)
+        records.append((_Loc(path, lineno, len(records) + 1), record))
+    if not records:
+        raise InputError("file is empty", path=path)
+    return _Table(path, columns, records, header_line=None)
+
+
+def _read_csv(path: Path, text: str) -> _Table:
+    if not text.strip():
+        raise InputError("file is empty", path=path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in next(reader)]
+        header_end = reader.line_num
+        dup = sorted({h for h in header if header.count(h) > 1})
+        if dup:
+            raise InputError("duplicate column in header", path=path, line=header_end, field=dup[0])
+        if "" in header:
+            raise InputError(f"empty column name in header (column {header.index('') + 1})", path=path, line=header_end)
+        records: list[tuple[_Loc, dict[str, Any]]] = []
+        prev_end = header_end
+        for row in reader:
+            start = prev_end + 1  # a quoted field may span lines: report where the record starts
+            prev_end = reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != len(header):
+                raise InputError(f"row has {len(row)} fields, the header has {len(header)}", path=path, line=start)
+            records.append((_Loc(path, start, len(records) + 1), dict(zip(header, row, strict=True))))
+    except csv.Error as err:
+        raise InputError(f"malformed CSV: {err}", path=path, line=reader.line_num) from None
+    if not records:
+        raise InputError("no rows after the header", path=path, line=header_end)
+    return _Table(path, set(header), records, header_line=header_end)
+
+
+def _read_parquet(path: Path) -> _Table:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as err:  # pyarrow raises ArrowInvalid/OSError subclasses with long messages
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise InputError(f"not a readable Parquet file ({first})", path=path) from None
+    if table.num_rows == 0:
+        raise InputError("file has no rows", path=path)
+    rows = table.to_pylist()
+    records = [(_Loc(path, None, i + 1), row) for i, row in enumerate(rows)]
+    return _Table(path, set(table.column_names), records, header_line=None)
+
+
+def _require_columns(table: _Table, required: tuple[str, ...]) -> None:
+    """CSV and Parquet have a header: report a missing column once, at the header."""
+    if table.header_line is None and _format_of(table.path) != "parquet":
+        return  # JSONL: each line is checked on its own
+    for name in required:
+        if name not in table.columns:
+            raise InputError("missing required column", path=table.path, line=table.header_line, field=name)
+
+
+def _parse_items(table: _Table) -> tuple[list[dict[str, Any]], dict[str, _Loc]]:
+    _require_columns(table, ("item_id",))
+    out: list[dict[str, Any]] = []
+    where: dict[str, _Loc] = {}
+    for loc, rec in table.records:
+        item_id = _id(rec, "item_id", loc, required=True)
+        if item_id in where:
+            first = where[item_id]
+            at = f"line {first.line}" if first.line is not None else f"row {first.row}"
+            raise loc.error(f"duplicate item id '{item_id}' (first at {at})", "item_id")
+        where[item_id] = loc
+        out.append({
+            "item_id": item_id,
+            "title": _text(rec.get("title"), "title", loc),
+            "categories": _categories(rec.get("categories"), loc),
+            "description": _text(rec.get("description"), "description", loc),
+            "brand": _text(rec.get("brand"), "brand", loc),
+        })
+    return out, where
+
+
+def _parse_events(table: _Table, known_items: dict[str, _Loc]) -> list[dict[str, Any]]:
+    _require_columns(table, ("user_id", "timestamp"))
+    if table.header_line is not None or _format_of(table.path) == "parquet":
+        if "items" not in table.columns and "item_id" not in table.columns:
+            raise InputError("missing required column (give 'items' or 'item_id')", path=table.path,
+                             line=table.header_line, field="items")
+    is_csv = _format_of(table.path).startswith("csv")
+    out: list[dict[str, Any]] = []
+    for loc, rec in table.records:
+        user_id = _id(rec, "user_id", loc, required=True)
+        timestamp = _timestamp(rec.get("timestamp"), loc)
+        behavior = _text(rec.get("behavior"), "behavior", loc).strip().lower() or REC
+        if behavior not in BEHAVIORS:
+            raise loc.error(f"behavior must be 'rec' or 'search', got '{behavior}'", "behavior")
+        query = _text(rec.get("query"), "query", loc).strip()
+        if behavior == SEARCH and not query:
+            raise loc.error("a search event needs a non-empty query", "query")
+        if behavior == REC and query:
+            raise loc.error("a rec event must not have a query (set behavior to 'search')", "query")
+        items, field = _event_items(rec, loc, is_csv)
+        if behavior == REC and len(items) != 1:
+            raise loc.error(f"a rec event has exactly one item, got {len(items)}", field)
+        for item in items:
+            if item not in known_items:
+                raise loc.error(f"unknown item '{item}' (not in the items table)", field)
+        out.append({"user_id": user_id, "timestamp": timestamp, "behavior": behavior, "query": query, "items": items})
+    return out
+
+
+# ---- field converters --------------------------------------------------------------------
+
+def _id(rec: dict[str, Any], field: str, loc: _Loc, required: bool) -> str:
+    value = rec.get(field)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if required:
+            raise loc.error("missing required value", field)
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise loc.error(f"expected a string id, got {type(value).__name__}", field)
+    return str(value).strip()
+
+
+def _text(value: Any, field: str, loc: _Loc) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise loc.error(f"expected a string, got {type(value).__name__}", field)
+    return str(value)
+
+
+def _categories(value: Any, loc: _Loc) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(CATEGORY_SEP.strip()) if part.strip()]
+    if isinstance(value, (list, tuple)):
+        out = []
+        for part in value:
+            if not isinstance(part, str):
+                raise loc.error(f"expected a list of strings, found {type(part).__name__}", "categories")
+            out.append(part)
+        return out
+    raise loc.error(f"expected a list of strings or a '{CATEGORY_SEP.strip()}' path, got {type(value).__name__}",
+                    "categories")
+
+
+def _timestamp(value: Any, loc: _Loc) -> int:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise loc.error("missing required value", "timestamp")
+    if isinstance(value, bool):
+        raise loc.error(f"timestamp must be an integer, got {value!r}", "timestamp")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and _INT.fullmatch(value.strip()):
+        return int(value.strip())
+    raise loc.error(f"timestamp must be an integer, got {value!r}", "timestamp")
+
+
+def _event_items(rec: dict[str, Any], loc: _Loc, is_csv: bool) -> tuple[list[str], str]:
+    """The clicked items of an event and the field they came from."""
+    raw_items = rec.get("items")
+    has_items = raw_items is not None and not (isinstance(raw_items, str) and not raw_items.strip())
+    has_single = _id(rec, "item_id", loc, required=False) != ""
+    if has_items and has_single:
+        raise loc.error("give either 'items' or 'item_id', not both", "items")
+    if not has_items and not has_single:
+        raise loc.error("missing required value (give 'items' or 'item_id')", "items")
+    if has_single:
+        return [_id(rec, "item_id", loc, required=True)], "item_id"
+    if is_csv:
+        items = str(raw_items).split()
+    elif isinstance(raw_items, (list, tuple)):
+        items = []
+        for value in raw_items:
+            if value is None or isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+                raise loc.error(f"expected a list of item ids, found {value!r}", "items")
+            items.append(str(value).strip())
+    else:
+        raise loc.error(f"expected a list of item ids, got {type(raw_items).__name__}", "items")
+    if not items:
+        raise loc.error("empty list of items", "items")
+    if len(set(items)) != len(items):
+        repeated = next(i for i in items if items.count(i) > 1)
+        raise loc.error(f"item '{repeated}' is listed twice", "items")
+    return items, "items"
+
+
+# ---- writing -----------------------------------------------------------------------------
+
+def write_canonical(
+    raw_or_items: RawDataset | pd.DataFrame,
+    events: pd.DataFrame | None,
+    out_dir: str | Path,
+    fmt: str = "jsonl",
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``items.<fmt>`` and ``events.<fmt>`` into ``out_dir`` atomically.
+
+    Pass either a ``RawDataset`` and ``events=None``, or an items table and an events table.
+    A non-empty ``out_dir`` is refused unless ``overwrite``.
+    """
+    items, events = _tables(raw_or_items, events)
+    _check_format(fmt)
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        write_tables(items, events, tmp, fmt)
+    return Path(out_dir)
+
+
+def write_tables(items: pd.DataFrame, events: pd.DataFrame, directory: str | Path, fmt: str = "jsonl") -> None:
+    """Write both tables into an existing directory (not atomic: use inside ``io.atomic_dir``)."""
+    _check_format(fmt)
+    items = make_items(items)
+    events = make_events(events)
+    directory = Path(directory)
+    item_rows = [
+        {"item_id": r.item_id, "title": r.title, "categories": list(r.categories),
+         "description": r.description, "brand": r.brand}
+        for r in items.itertuples(index=False)
+    ]
+    event_rows = [
+        {"user_id": r.user_id, "timestamp": int(r.timestamp), "behavior": r.behavior, "query": r.query,
+         "items": list(r.items)}
+        for r in events.itertuples(index=False)
+    ]
+    for name, rows, columns in (("items", item_rows, ITEM_FIELDS), ("events", event_rows, EVENT_FIELDS[:-1])):
+        path = directory / f"{name}.{fmt}"
+        if fmt == "parquet":
+            _write_parquet(path, name, rows)
+            continue
+        text = _jsonl_text(rows) if fmt.startswith("jsonl") else _csv_text(rows, columns)
+        data = text.encode("utf-8")
+        if fmt.endswith(".gz"):
+            data = gzip.compress(data, mtime=0)  # mtime=0: same input, same bytes
+        path.write_bytes(data)
+
+
+def _tables(raw_or_items: RawDataset | pd.DataFrame, events: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    if isinstance(raw_or_items, RawDataset):
+        if events is not None:
+            raise GensarError("write_canonical: pass a RawDataset with events=None, or two tables")
+        return raw_or_items.items, raw_or_items.events
+    if events is None:
+        raise GensarError("write_canonical: an items table needs an events table")
+    return raw_or_items, events
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise GensarError(f"unknown canonical format '{fmt}' (choose from {', '.join(FORMATS)})")
+
+
+def _jsonl_text(rows: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def _csv_text(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        out = []
+        for col in columns:
+            value = row[col]
+            if col == "categories":
+                for part in value:
+                    if CATEGORY_SEP.strip() in part or part != part.strip():
+                        raise InputError(f"category '{part}' cannot be written to CSV (contains '>' or edge "
+                                         "whitespace); use jsonl or parquet", field="categories")
+                value = CATEGORY_SEP.join(value)
+            elif col == "items":
+                for item in value:
+                    if item != "".join(item.split()):
+                        raise InputError(f"item id '{item}' contains whitespace and cannot be written to a CSV "
+                                         "'items' column; use jsonl or parquet", field="items")
+                value = " ".join(value)
+            out.append(value)
+        writer.writerow(out)
+    return buf.getvalue()
+
+
+def _write_parquet(path: Path, name: str, rows: list[dict[str, Any]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if name == "items":
+        schema = pa.schema([("item_id", pa.string()), ("title", pa.string()), ("categories", pa.list_(pa.string())),
+                            ("description", pa.string()), ("brand", pa.string())])
+    else:
+        schema = pa.schema([("user_id", pa.string()), ("timestamp", pa.int64()), ("behavior", pa.string()),
+                            ("query", pa.string()), ("items", pa.list_(pa.string()))])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
