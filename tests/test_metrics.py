@@ -52,12 +52,14 @@ def test_multiple_relevant_items():
 
 
 def test_rank_of_target_counts_ties_pessimistically():
-    scores = np.array([
-        [0.5, 0.9, 0.5, 0.1],  # target 0 ties with item 2, item 1 beats it -> rank 2
-        [1.0, 1.0, 1.0, 1.0],  # all equal -> worst rank 3
-        [0.2, -INF, 0.3, np.nan],  # target 1 scores -inf -> not retrieved
-        [0.2, -INF, 0.3, np.nan],  # target 2 is the best (NaN does not outrank) -> 0
-    ])
+    scores = np.array(
+        [
+            [0.5, 0.9, 0.5, 0.1],  # target 0 ties with item 2, item 1 beats it -> rank 2
+            [1.0, 1.0, 1.0, 1.0],  # all equal -> worst rank 3
+            [0.2, -INF, 0.3, np.nan],  # target 1 scores -inf -> not retrieved
+            [0.2, -INF, 0.3, np.nan],  # target 2 is the best (NaN does not outrank) -> 0
+        ]
+    )
     ranks = rank_of_target(scores, np.array([0, 3, 1, 2]))
     np.testing.assert_array_equal(ranks, [2.0, 3.0, INF, 0.0])
     with pytest.raises(GensarError, match="out of range"):
@@ -87,11 +89,14 @@ def test_metrics_agree_with_rank_pipeline():
     assert ndcg_at_k(ranks, 2) == pytest.approx((1 / math.log2(3) + 1) / 2)
 
 
-@pytest.mark.parametrize("bad,match", [
-    (np.array([]), "non-empty"),
-    (np.array([-1.0, 2.0]), ">= 0"),
-    (np.array([[np.nan, np.nan], [0, 1]]), "at least one relevant"),
-])
+@pytest.mark.parametrize(
+    "bad,match",
+    [
+        (np.array([]), "non-empty"),
+        (np.array([-1.0, 2.0]), ">= 0"),
+        (np.array([[np.nan, np.nan], [0, 1]]), "at least one relevant"),
+    ],
+)
 def test_bad_ranks_raise(bad, match):
     with pytest.raises(GensarError, match=match):
         hit_rate_at_k(bad, 5)

@@ -68,7 +68,9 @@ def rank_from_retrieved(retrieved_items: np.ndarray, targets: np.ndarray) -> np.
     got = np.asarray(retrieved_items)
     t = np.asarray(targets).reshape(-1)
     if got.ndim != 2 or got.shape[0] != t.shape[0]:
-        raise GensarError(f"retrieved_items must be [B, K] with B = {t.shape[0]} targets, got shape {got.shape}")
+        raise GensarError(
+            f"retrieved_items must be [B, K] with B = {t.shape[0]} targets, got shape {got.shape}"
+        )
     match = got == t[:, None]  # [B, K]
     return np.where(match.any(axis=1), match.argmax(axis=1).astype(np.float64), np.inf)
 

@@ -1,0 +1,203 @@
+"""Batched beam search over a T5 encoder-decoder, constrained to the identifiers in an ``IdTrie``.
+
+The encoder runs once per example. The decoder reads the start token and the forced prefix (the
+behavior token, e.g. ``<rec>``) in one pass at batch B, picks the first identifier token for
+``beam_size`` beams, and from then on runs one token per beam with its key/value cache, which is
+reordered to follow the surviving beams (``T5BeamDecoder``; beams share their example's
+cross-attention keys/values).
+
+Each step normalises over the *full* vocabulary and only then restricts to the tokens the trie
+allows, so a hypothesis's score is its true log-probability ``log p(identifier | input, prefix)``.
+Instead of masking a [rows, V] tensor, only the allowed tokens' logits are computed (the trie's
+padded child lists) next to a chunked log-normaliser (``OutputHead``): the constraint costs less
+than the top-k over the vocabulary that unconstrained search needs.
+
+Identifiers may differ in length: a beam that reaches a leaf keeps competing with its final score
+(one "stay" candidate with log-prob 0) while longer identifiers are still being extended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import T5ForConditionalGeneration
+
+from gensar.config import require
+from gensar.decode.lm_head import OutputHead
+from gensar.decode.t5_decoder import T5BeamDecoder
+from gensar.errors import GensarError
+from gensar.ids.trie import IdTrie
+
+NEG_INF = float("-inf")
+
+
+@dataclass(frozen=True)
+class BeamSearchConfig:
+    beam_size: int = 30
+    top_k: int = 10  # ranked items returned per example (<= beam_size)
+
+    def validate(self) -> None:
+        require(self.beam_size >= 1, "beam_size", "must be >= 1")
+        require(1 <= self.top_k <= self.beam_size, "top_k", "must be between 1 and beam_size")
+
+
+@dataclass(frozen=True)
+class RankedItems:
+    """Per example, the best items first. Shapes: B examples, K = top_k, D = trie.max_depth."""
+
+    items: torch.Tensor  # [B, K] int64 item indices; -1 where fewer than K valid items were found
+    scores: torch.Tensor  # [B, K] float32 log p(identifier | input, prefix); -inf where items == -1
+    tokens: torch.Tensor  # [B, K, D] int64 identifier tokens, -1 after a shorter identifier's end
+
+
+@dataclass(frozen=True)
+class RankedSequences:
+    """Unconstrained beam search result: the best token sequences first."""
+
+    tokens: torch.Tensor  # [B, K, num_steps] int64
+    scores: torch.Tensor  # [B, K] float32 sequence log-probabilities
+
+
+# candidates(state [R], hidden [R, d], head) -> (tokens [R, C], next_state [R, C], step_logp [R, C])
+# tokens = -1 feeds the pad token (a finished or dead beam); step_logp = -inf marks an invalid slot.
+CandidateFn = Callable[
+    [torch.Tensor, torch.Tensor, OutputHead], tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+]
+
+
+def constrained_beam_search(
+    model: T5ForConditionalGeneration,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    trie: IdTrie,
+    prefix_tokens: torch.Tensor | Sequence[int],
+    beam_size: int = 30,
+    top_k: int | None = None,
+    roots: torch.Tensor | None = None,
+) -> RankedItems:
+    """Top ``top_k`` (default ``beam_size``) items per example, decoding only identifiers in ``trie``.
+
+    input_ids, attention_mask: [B, S] encoder input. prefix_tokens: [P] or [B, P] tokens forced after
+    the decoder start token (P may be 0); they are not part of the score. ``roots`` [B] picks each
+    example's root in a forest; by default root 0 for a one-root trie, root b for a forest of B roots.
+    """
+    batch = input_ids.shape[0]
+    top_k = beam_size if top_k is None else top_k
+    _check_sizes(beam_size, top_k)
+    if roots is None:
+        if trie.num_roots not in (1, batch):
+            raise GensarError(f"trie has {trie.num_roots} roots for a batch of {batch}: pass roots=")
+        roots = torch.zeros(batch, dtype=torch.long) if trie.num_roots == 1 else trie.roots
+    roots = roots.long()
+    if roots.shape != (batch,) or (batch and (int(roots.min()) < 0 or int(roots.max()) >= trie.num_roots)):
+        raise GensarError(f"roots must be {batch} root ids in [0, {trie.num_roots})")
+
+    def candidates(nodes: torch.Tensor, hidden: torch.Tensor, head: OutputHead):
+        tok, child = trie.children(nodes)  # [R, C]
+        if tok.shape[1] == 0:  # every row is a leaf or dead: keep one slot for the "stay" candidate
+            tok = torch.full((nodes.shape[0], 1), -1, dtype=torch.long)
+            child = tok.clone()
+        logp = head.logits_at(hidden, tok) - head.logsumexp(hidden)[:, None]  # [R, C]
+        logp = logp.masked_fill(tok < 0, NEG_INF)
+        finished = trie.item_at(nodes) >= 0  # [R]
+        if bool(finished.any()):
+            logp[finished, 0] = 0.0  # a complete identifier keeps its score ...
+            child[finished, 0] = nodes[finished]  # ... and stays at its leaf (fed pad, tok -1)
+        return tok, child, logp
+
+    if trie.max_depth == 0:  # no identifiers at all
+        return RankedItems(items=torch.full((batch, top_k), -1), scores=torch.full((batch, top_k), NEG_INF),
+                           tokens=torch.full((batch, top_k, 0), -1))
+    with torch.inference_mode():
+        decoder = T5BeamDecoder(model, input_ids, attention_mask)
+        first_hidden = decoder.start(prefix_matrix(prefix_tokens, batch))  # [B, d]
+        nodes, scores, tokens = _beam_loop(
+            decoder, first_hidden, roots, trie.max_depth, beam_size, candidates
+        )
+    items = trie.item_at(nodes[:, :top_k])  # [B, K]
+    scores = scores[:, :top_k]
+    valid = (items >= 0) & torch.isfinite(scores)
+    return RankedItems(
+        items=torch.where(valid, items, -1),
+        scores=scores.masked_fill(~valid, NEG_INF),
+        tokens=tokens[:, :top_k].masked_fill(~valid[..., None], -1),
+    )
+
+
+def beam_search(
+    model: T5ForConditionalGeneration,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    prefix_tokens: torch.Tensor | Sequence[int],
+    num_steps: int,
+    beam_size: int = 30,
+    top_k: int | None = None,
+) -> RankedSequences:
+    """Unconstrained beam search for ``num_steps`` tokens after the prefix (same machinery, any token)."""
+    batch = input_ids.shape[0]
+    top_k = beam_size if top_k is None else top_k
+    _check_sizes(beam_size, top_k)
+    if num_steps < 1:
+        raise GensarError(f"num_steps must be >= 1, got {num_steps}")
+
+    def candidates(state: torch.Tensor, hidden: torch.Tensor, head: OutputHead):
+        # The best beam_size tokens of each row are the only ones that can survive the step.
+        top, tok, lse = head.topk(hidden, min(beam_size, head.vocab_size))  # [R, C], [R, C], [R]
+        return tok, torch.zeros_like(tok), top - lse[:, None]
+
+    with torch.inference_mode():
+        decoder = T5BeamDecoder(model, input_ids, attention_mask)
+        first_hidden = decoder.start(prefix_matrix(prefix_tokens, batch))
+        state0 = torch.zeros(batch, dtype=torch.long)
+        _, scores, tokens = _beam_loop(decoder, first_hidden, state0, num_steps, beam_size, candidates)
+    return RankedSequences(tokens=tokens[:, :top_k], scores=scores[:, :top_k])
+
+
+def _beam_loop(
+    decoder: T5BeamDecoder,
+    hidden: torch.Tensor,
+    state: torch.Tensor,
+    num_steps: int,
+    beam_size: int,
+    candidates: CandidateFn,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shared loop. Returns (state [B, beam], scores [B, beam] sorted descending, tokens [B, beam, steps])."""
+    batch = state.shape[0]
+    rows = 1  # rows per example: 1 before the first expansion, then beam_size
+    scores = torch.zeros(batch)  # [B*rows]
+    tokens = torch.zeros(batch, 0, dtype=torch.long)  # [B*rows, t]
+    state = state.long()
+    for t in range(num_steps):
+        tok, nxt, logp = candidates(state, hidden, decoder.head)  # [B*rows, C]
+        width = tok.shape[1]
+        total = (scores[:, None] + logp).view(batch, rows * width)  # [B, rows*C]
+        if total.shape[1] < beam_size:  # fewer candidates than beams: pad with dead slots
+            total = torch.cat([total, total.new_full((batch, beam_size - total.shape[1]), NEG_INF)], dim=1)
+        top, idx = total.topk(beam_size, dim=1)  # [B, beam]
+        idx = idx.clamp(max=rows * width - 1)  # padded slots point anywhere; their score is -inf
+        dead = torch.isinf(top)
+        origin = (torch.arange(batch)[:, None] * rows + idx // width).view(-1)  # [B*beam] rows continued
+        new_tok = tok.view(batch, -1).gather(1, idx).masked_fill(dead, -1).view(-1)  # [B*beam]
+        state = nxt.view(batch, -1).gather(1, idx).masked_fill(dead, -1).view(-1)  # [B*beam]
+        tokens = torch.cat([tokens[origin], new_tok[:, None]], dim=1)  # [B*beam, t+1]
+        scores = top.view(-1)
+        if t + 1 < num_steps:
+            hidden = decoder.advance(origin, new_tok)  # [B*beam, d]; the first call expands B -> B*beam
+        rows = beam_size
+    return state.view(batch, rows), scores.view(batch, rows), tokens.view(batch, rows, -1)
+
+
+def prefix_matrix(prefix_tokens: torch.Tensor | Sequence[int], batch: int) -> torch.Tensor:
+    prefix = torch.as_tensor(prefix_tokens, dtype=torch.long)
+    if prefix.dim() == 1:
+        prefix = prefix[None, :].expand(batch, -1)
+    if prefix.dim() != 2 or prefix.shape[0] != batch:
+        raise GensarError(f"prefix_tokens must be [P] or [{batch}, P], got shape {tuple(prefix.shape)}")
+    return prefix  # [B, P]
+
+
+def _check_sizes(beam_size: int, top_k: int) -> None:
+    if beam_size < 1 or not 1 <= top_k <= beam_size:
+        raise GensarError(f"need 1 <= top_k <= beam_size, got top_k={top_k}, beam_size={beam_size}")

@@ -1,0 +1,129 @@
+"""T5's decoder stepped one token per beam, for beam search.
+
+``transformers``' ``generate()`` copies the encoder output and the cross-attention keys/values once
+per beam (64 examples x 30 beams = 1,920 copies) and reads every copy at every step. Beams never
+leave their example, so here the cross-attention keys/values stay at one copy per example and the
+``beams x new tokens`` queries of an example attend to them together. The self-attention cache is
+a plain [rows, heads, t, d_kv] tensor per layer, reordered to follow the surviving beams.
+
+The step reuses the model's own modules (embeddings, layer norms, projections, feed-forward,
+relative position bias), so any ``T5ForConditionalGeneration`` (T5, T5 v1.1 gated-GELU, any depth)
+gives the same numbers as its ``forward``; tests check this against ``model(...)``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import T5ForConditionalGeneration
+
+from gensar.decode.lm_head import OutputHead
+from gensar.errors import GensarError
+
+
+class T5BeamDecoder:
+    """Encoder run once; decoder fed ``[R, T]`` new tokens per call, rows grouped by example.
+
+    Rows are example-major: after ``advance`` with R = B * k rows, rows ``b*k .. b*k+k-1`` belong to
+    example ``b``. ``start``/``advance`` return the final hidden state of each row's last token,
+    scaled as ``T5ForConditionalGeneration`` scales it before ``lm_head``; ``head`` projects it.
+    """
+
+    def __init__(
+        self, model: T5ForConditionalGeneration, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ):
+        if model.training:
+            raise GensarError("decoding needs the model in eval mode (call model.eval())")
+        cfg = model.config
+        self.model = model
+        self.blocks = list(model.decoder.block)
+        first = self.blocks[0].layer[0].SelfAttention
+        self.heads, self.d_kv = first.n_heads, first.key_value_proj_dim
+        self.pad_token_id = int(cfg.pad_token_id)
+        self.start_token_id = int(cfg.decoder_start_token_id)
+        # transformers 5 names the flag scale_decoder_outputs; 4.x scales when embeddings are tied.
+        scaled = getattr(cfg, "scale_decoder_outputs", None)
+        self.scale = cfg.d_model**-0.5 if (cfg.tie_word_embeddings if scaled is None else scaled) else 1.0
+        self.head = OutputHead(model.lm_head.weight, model.lm_head.bias)
+
+        encoder = model.get_encoder()
+        enc = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, S, d]
+        self.batch = enc.shape[0]
+        self.min_value = torch.finfo(enc.dtype).min
+        keep = attention_mask.bool()[:, None, None, :]  # [B, 1, 1, S]
+        self.cross_bias = torch.zeros(keep.shape, dtype=enc.dtype).masked_fill(~keep, self.min_value)
+        self.cross_k, self.cross_v = [], []  # per layer [B, H, S, d_kv]
+        for block in self.blocks:
+            attn = block.layer[1].EncDecAttention
+            self.cross_k.append(self._split_heads(attn.k(enc)))
+            self.cross_v.append(self._split_heads(attn.v(enc)))
+        self.self_k: list[torch.Tensor] = []  # per layer [R, H, t, d_kv]
+        self.self_v: list[torch.Tensor] = []
+        self.past = 0  # decoder tokens already cached
+
+    def start(self, prefix_tokens: torch.Tensor) -> torch.Tensor:
+        """Feed ``[start] + prefix_tokens`` [B, P]; hidden state for the next token [B, d]."""
+        start = torch.full((prefix_tokens.shape[0], 1), self.start_token_id, dtype=torch.long)
+        return self._forward(torch.cat([start, prefix_tokens.long()], dim=1))
+
+    def advance(self, origin: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Row r continues row ``origin[r]`` (same example) with ``tokens[r]`` (-1 = pad); [R, d]."""
+        self.self_k = [k.index_select(0, origin) for k in self.self_k]
+        self.self_v = [v.index_select(0, origin) for v in self.self_v]
+        feed = torch.where(tokens >= 0, tokens, self.pad_token_id).view(-1, 1)  # [R, 1]
+        return self._forward(feed)
+
+    def _forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows, new = ids.shape
+        if rows % self.batch:
+            raise GensarError(f"{rows} decoder rows for {self.batch} examples")
+        x = self.model.decoder.embed_tokens(ids)  # [R, T, d]
+        bias = self._self_bias(new)  # [1, H, T, past+T]
+        first_step = not self.self_k
+        for i, block in enumerate(self.blocks):
+            sa_layer, ca_layer, ff_layer = block.layer[0], block.layer[1], block.layer[-1]
+            # Self-attention over this row's cached tokens and the new ones.
+            sa = sa_layer.SelfAttention
+            h = sa_layer.layer_norm(x)
+            q = self._split_heads(sa.q(h))  # [R, H, T, dk]
+            k = self._split_heads(sa.k(h))
+            v = self._split_heads(sa.v(h))
+            if not first_step:
+                k = torch.cat([self.self_k[i], k], dim=2)  # [R, H, past+T, dk]
+                v = torch.cat([self.self_v[i], v], dim=2)
+                self.self_k[i], self.self_v[i] = k, v
+            else:
+                self.self_k.append(k)
+                self.self_v.append(v)
+            # T5 does not scale q.k by 1/sqrt(d_kv)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)  # [R, H, T, dk]
+            x = x + sa.o(self._merge_heads(out))
+            # Cross-attention: the beams of one example share its encoder keys/values.
+            ca = ca_layer.EncDecAttention
+            q = ca.q(ca_layer.layer_norm(x)).view(self.batch, rows // self.batch * new, self.heads, self.d_kv)
+            out = F.scaled_dot_product_attention(
+                q.transpose(1, 2), self.cross_k[i], self.cross_v[i], attn_mask=self.cross_bias, scale=1.0
+            )  # [B, H, k*T, dk]
+            x = x + ca.o(out.transpose(1, 2).reshape(rows, new, self.heads * self.d_kv))
+            x = ff_layer(x)  # layer norm, (gated) feed-forward, residual
+        self.past += new
+        x = self.model.decoder.final_layer_norm(x[:, -1, :])  # [R, d]
+        return x * self.scale
+
+    def _self_bias(self, new: int) -> torch.Tensor:
+        """Causal relative position bias of ``new`` queries after ``past`` cached tokens: [1, H, T, past+T]."""
+        sa = self.blocks[0].layer[0].SelfAttention
+        query_pos = torch.arange(self.past, self.past + new)[:, None]  # [T, 1]
+        key_pos = torch.arange(self.past + new)[None, :]  # [1, past+T]
+        buckets = sa._relative_position_bucket(
+            key_pos - query_pos, bidirectional=False, num_buckets=sa.relative_attention_num_buckets,
+            max_distance=sa.relative_attention_max_distance,
+        )
+        bias = sa.relative_attention_bias(buckets).permute(2, 0, 1)[None]  # [1, H, T, past+T]
+        return bias.masked_fill(key_pos > query_pos, self.min_value)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], x.shape[1], self.heads, self.d_kv).transpose(1, 2)  # [N, H, L, dk]
+
+    def _merge_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], self.heads * self.d_kv)  # [N, L, H*dk]
