@@ -114,7 +114,10 @@ def test_candidate_scores_equal_the_models_own_loss(tiny):
             loss = model(input_ids=inputs, labels=torch.tensor([target])).loss  # mean over tokens
         assert score.item() == pytest.approx(-loss.item() * len(target), rel=1e-4)
     ranks = rank_examples(model, enc, [sample], [cands], batch_examples=1)
-    assert ranks.tolist() == [int((got[1:] > got[0]).sum() + (got[1:] == got[0]).sum())]
+    # ranking scores the identifier without </s> (what constrained beam search scores)
+    id_only = candidate_log_likelihoods(model, inputs, torch.ones_like(inputs),
+                                        pad_batch([t[:-1] for t in targets], -100)[None])[0]
+    assert ranks.tolist() == [int((id_only[1:] > id_only[0]).sum() + (id_only[1:] == id_only[0]).sum())]
     # candidates that score alike rank the target last (pessimistic ties), in any batch grouping
     same = [ex.target] * 6
     assert rank_examples(model, enc, [sample] * 3, [same] * 3, batch_examples=2).tolist() == [5, 5, 5]

@@ -39,13 +39,16 @@ def _add_prepare(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("source", help="dataset directory or file")
     p.add_argument("--out", required=True, help="output directory (prepared data)")
     p.add_argument("--format", default="auto", choices=["auto", "canonical", "recbole", "amazon", "kuaisar"])
-    p.add_argument("--search-protocol", default=None, choices=["mixed", "duplicate", "none"],
-                   help="how to make search sessions for logs without queries (default: mixed; "
-                        "none keeps the source's own search log)")
+    p.add_argument("--search-protocol", default=None, choices=["auto", "mixed", "duplicate", "none"],
+                   help="search sessions for logs without queries: mixed (each interaction is a search "
+                        "with probability --search-ratio), duplicate (every interaction in both logs), "
+                        "none (keep events as they are); default auto = none if the source has search "
+                        "sessions, else mixed")
     p.add_argument("--search-ratio", type=float, default=None, help="mixed protocol: P(interaction is a search)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--max-history", type=int, default=None, help="events kept in each example's history")
     p.add_argument("--kcore", type=int, default=None, help="k-core filter on users and items (0 = off)")
+    p.add_argument("--num-negatives", type=int, default=None, help="negatives per evaluation candidate list")
     p.add_argument("--config", default=None, help="YAML with prepare options")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     _common_out(p)
@@ -61,10 +64,14 @@ def _add_stats(sub: argparse._SubParsersAction) -> Handler:
 
 def _add_sasrec(sub: argparse._SubParsersAction) -> Handler:
     p = sub.add_parser("sasrec", help="train the SASRec baseline / collaborative embedding model")
-    p.add_argument("data_dir")
-    p.add_argument("--out", required=True)
-    p.add_argument("--config", default=None)
+    p.add_argument("data_dir", help="prepared data directory")
+    p.add_argument("--out", required=True, help="output directory (metrics.json, model.pt, config.yaml)")
+    p.add_argument("--protocol", default="gensar", choices=["gensar", "sasrec"],
+                   help="gensar: the prepared rec valid/test examples and candidate lists; sasrec: "
+                        "leave-one-out on unified sequences with sampled negatives (public SASRec)")
+    p.add_argument("--config", default=None, help="YAML with SASRecConfig keys")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     _common_out(p)
     return "gensar.embed.sasrec_cli:cli_sasrec"
 
@@ -80,12 +87,127 @@ def _add_ids(sub: argparse._SubParsersAction) -> Handler:
     return "gensar.ids.cli:cli_ids"
 
 
+def _add_baseline(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser("baseline", help="popularity / BM25 / dense-retrieval baselines on the saved candidates")
+    p.add_argument("name", choices=["popularity", "bm25", "dense"])
+    p.add_argument("data_dir")
+    p.add_argument("--out", required=True)
+    _common_out(p)
+    return "gensar.baselines.cli:cli_baseline"
+
+
+def _add_train(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser("train", help="train the generative model (T5) on all tasks; --resume continues a run")
+    p.add_argument("data_dir", help="prepared data directory")
+    p.add_argument("--ids", required=True, help="IDs run directory (or its item_ids.json)")
+    p.add_argument("--out", required=True, help="model directory (transformers save_pretrained + train_state.json)")
+    p.add_argument("--config", default=None, help="YAML with sections tokenizer/backbone/tasks/train")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT.ckpt/")
+    _common_out(p)
+    return "gensar.model.cli:cli_train"
+
+
+def _serve_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="run directory (gensar pipeline): data/, ids/, model/")
+    p.add_argument("--engine", default="generative", choices=["generative", "fake"],
+                   help="generative: the trained model (default); fake: popularity + word overlap, needs only "
+                        "RUN_DIR/data (for trying the API, and for tests)")
+    p.add_argument("--events-log", default=None, help="live events log (default: RUN_DIR/live_events.jsonl)")
+    p.add_argument("--beam-size", type=int, default=30, help="beam width (widened to k when k is larger)")
+    p.add_argument("--max-history", type=int, default=50, help="newest history events given to the model")
+    p.add_argument("--max-batch", type=int, default=32, help="requests decoded together")
+
+
+def _query_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--k", type=int, default=10, help="answers per request (1..100)")
+    p.add_argument("--batch", default=None, metavar="REQUESTS.jsonl", help="answer every request of a JSONL file")
+    p.add_argument("--out", default=None, metavar="ANSWERS.jsonl", help="with --batch: where answers go (atomic)")
+    p.add_argument("--json", action="store_true", help="print the answer as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser("serve", help="HTTP API + web page over a run directory (micro-batched, live events)")
+    _serve_common(p)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000, help="0 = any free port")
+    p.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a batch waits to fill")
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    return "gensar.infer_cli:cli_serve"
+
+
+def _add_recommend(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser("recommend", help="recommend items to a user (or a JSONL batch of users)")
+    _serve_common(p)
+    p.add_argument("--user", default=None, help="user id (unknown users get an empty history)")
+    _query_common(p)
+    return "gensar.infer_cli:cli_recommend"
+
+
+def _add_search(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser("search", help="search the catalog, optionally personalized (or a JSONL batch)")
+    _serve_common(p)
+    p.add_argument("--query", default=None)
+    p.add_argument("--user", default=None, help="personalize with this user's history")
+    _query_common(p)
+    return "gensar.infer_cli:cli_search"
+
+
+def _add_pipeline(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser("pipeline", help="prepare -> ids -> train -> evaluate into one run directory (cached stages)")
+    p.add_argument("--config", required=True, help="pipeline YAML (see configs/)")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--force", action="store_true", help="rerun every stage")
+    return "gensar.pipeline:cli_pipeline"
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser("demo", help="the whole pipeline on the built-in synthetic world (a few minutes on a CPU)")
+    p.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--force", action="store_true", help="rerun every stage")
+    return "gensar.pipeline:cli_demo"
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser("evaluate", help="metrics of a trained run (saved candidates, or --full-ranking)")
+    p.add_argument("run_dir")
+    p.add_argument("--split", default="test", choices=["valid", "test"])
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--full-ranking", action="store_true", help="rank the whole catalog: recall/ndcg@5/10/20")
+    p.add_argument("--method", default="beam", choices=["beam", "likelihood"])
+    p.add_argument("--beam", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-examples", type=int, default=0, help="per behavior; 0 = all")
+    return "gensar.eval.cli:cli_evaluate"
+
+
+def _add_report(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser("report", help="report.md + tradeoff.png over several runs")
+    p.add_argument("runs", nargs="+", help="run directories holding metrics.json")
+    p.add_argument("--out", required=True)
+    p.add_argument("--split", default="test", choices=["valid", "test"])
+    _common_out(p)
+    return "gensar.eval.report:cli_report"
+
+
 _BUILDERS: tuple[Callable[[argparse._SubParsersAction], Handler], ...] = (
+    _add_demo,
+    _add_pipeline,
     _add_synth,
     _add_prepare,
     _add_stats,
     _add_sasrec,
     _add_ids,
+    _add_train,
+    _add_evaluate,
+    _add_baseline,
+    _add_report,
+    _add_serve,
+    _add_recommend,
+    _add_search,
 )
 
 

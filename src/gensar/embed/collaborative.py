@@ -144,9 +144,11 @@ def _gensar_eval_set(data: PreparedData, split: str) -> EvalSet:
             raise GensarError(f"{split} example {ex.example_id}: candidate list does not start with its target")
         histories.append(history)
         rows.append(row)
-    if rows and len({len(r) for r in rows}) != 1:
-        raise GensarError(f"{split} candidate lists have different lengths; re-run `gensar prepare`")
-    return EvalSet(histories, np.asarray(rows, dtype=np.int64).reshape(len(rows), -1))
+    width = max((len(r) for r in rows), default=0)  # small catalogs can give shorter lists: pad with -1
+    matrix = np.full((len(rows), width), -1, dtype=np.int64)
+    for k, row in enumerate(rows):
+        matrix[k, : len(row)] = row
+    return EvalSet(histories, matrix)
 
 
 def sasrec_protocol(data: PreparedData, negatives: int, seed: int) -> ProtocolData:
@@ -383,8 +385,8 @@ def sasrec_scores(model: SASRec, histories: list[list[int]], candidates: np.ndar
     for s in range(0, len(order), batch_size):
         idx = order[s : s + batch_size]
         seq = torch.from_numpy(pad_histories([histories[i] for i in idx], model.cfg.max_len))  # [B, T]
-        cand = torch.from_numpy(candidates[idx])  # [B, C]
-        out[idx] = model.score(seq, cand).numpy()
+        cand = torch.from_numpy(candidates[idx])  # [B, C], -1 = padding
+        out[idx] = model.score(seq, cand.clamp_min(0)).masked_fill(cand < 0, float("-inf")).numpy()
     return out
 
 
@@ -398,7 +400,9 @@ def evaluate(model: SASRec, eval_set: EvalSet) -> dict[str, float]:
 def popularity_metrics(train_seqs: Sequence[list[int]], n_items: int, eval_set: EvalSet) -> dict[str, float]:
     """The same metrics for ranking candidates by training interaction counts (a floor)."""
     counts = np.bincount(np.concatenate([np.asarray(s, dtype=np.int64) for s in train_seqs] or [np.zeros(0, np.int64)]), minlength=n_items)
-    return ranking_metrics(target_ranks(counts[eval_set.candidates].astype(np.float64)))
+    cands = eval_set.candidates
+    scores = np.where(cands >= 0, counts[np.maximum(cands, 0)].astype(np.float64), -np.inf)
+    return ranking_metrics(target_ranks(scores))
 
 
 # ---- the embedding the RQ-VAE consumes --------------------------------------------------------

@@ -1,9 +1,11 @@
 """Rank each example's candidate list by the model's likelihood of each candidate's target.
 
-A candidate's score is ``log p(<rec> collaborative ID </s> | input)`` for recommendation examples
-and ``log p(<search> semantic ID </s> | input)`` for search examples: the sum of the target
-tokens' log-probabilities, ``</s>`` included, so identifiers of different lengths (one extra
-disambiguation token) compete fairly. Each input is encoded once; all candidates of a group of
+A candidate's score is ``log p(<rec> collaborative ID | input)`` for recommendation examples
+and ``log p(<search> semantic ID | input)`` for search examples: the sum of the identifier
+tokens' log-probabilities, without ``</s>``. That is exactly the score constrained beam search
+gives an identifier (the behavior token's log-prob is the same for every candidate), so both
+evaluation methods rank the candidates identically; identifier sets are prefix-free, so ``</s>``
+carries no choice between candidates. Each input is encoded once; all candidates of a group of
 examples are scored by the decoder in one batch.
 
 Ranks are 0-based and pessimistic (``gensar.eval.metrics.rank_of_target``): the target's rank is
@@ -100,7 +102,8 @@ def rank_examples(
                 continue
             inputs = pad_batch([encoder.input(s) for s in chunk], pad).to(device)  # [B, L]
             targets = [
-                encoder.item_target(s.task, item) for s, cl in zip(chunk, cands, strict=True) for item in cl
+                encoder.item_target(s.task, item)[:-1]  # without </s>, as beam search scores
+                for s, cl in zip(chunk, cands, strict=True) for item in cl
             ]
             labels = pad_batch(targets, -100).reshape(len(chunk), width, -1).to(device)  # [B, C, T]
             scores = candidate_log_likelihoods(model, inputs, inputs != pad, labels)  # [B, C]

@@ -1,0 +1,94 @@
+"""Evaluating a trained generative model on the paper's protocol and on the whole catalog.
+
+Sampled protocol (default, the paper's): each valid/test example ranks its saved candidate list
+(target + 99 negatives) by constrained beam search restricted to those 100 identifiers (beam 30);
+the target's rank is its position in the beam's output (not found = not ranked). ``likelihood``
+instead scores all 100 candidates' identifiers exactly (no beam can miss the target).
+
+Full ranking (``--full-ranking``): beam search over the whole catalog's trie; recall@5/10/20 and
+ndcg@5/10/20 of the target among the top ``beam_size`` items.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from gensar.data.prepared import PreparedData
+from gensar.data.schema import BEHAVIORS
+from gensar.decode.beam import constrained_beam_search
+from gensar.eval.candidates import candidate_matrix, eval_examples
+from gensar.eval.metrics import ndcg_at_k, rank_from_retrieved, recall_at_k, summarize
+from gensar.ids.trie import IdTrie
+from gensar.model.scoring import pad_batch, rank_examples
+from gensar.model.tasks import example_samples
+from gensar.model.trained import ID_KIND, TrainedModel
+
+FULL_KS = (5, 10, 20)
+
+
+def evaluate_model(trained: TrainedModel, data: PreparedData, split: str, method: str = "beam",
+                   beam_size: int = 30, batch_size: int = 32, max_examples: int = 0,
+                   full_ranking: bool = False, progress: bool = True) -> dict[str, dict[str, float]]:
+    """``{"rec": {metric: value, "n": count}, "search": {...}}`` for one split."""
+    encoder = trained.encoder(data)
+    item_ids = data.items["item_id"].tolist()
+    out: dict[str, dict[str, float]] = {}
+    for behavior in BEHAVIORS:
+        examples = eval_examples(data, split, behavior, max_examples or None)
+        if examples.empty:
+            continue
+        samples = example_samples(examples)
+        start = time.perf_counter()
+        if full_ranking:
+            targets = np.array([data.item_index[t] for t in examples["target"]], dtype=np.int64)
+            ranks = _beam_ranks(trained, encoder, samples, behavior, item_ids, None,
+                                targets, beam_size, batch_size, progress)
+            metrics = {f"recall@{k}": recall_at_k(ranks, k) for k in FULL_KS}
+            metrics |= {f"ndcg@{k}": ndcg_at_k(ranks, k) for k in FULL_KS}
+        else:
+            cands = candidate_matrix(data, examples)  # [n, C], target first
+            if method == "likelihood":
+                lists = [data.candidate_lists[int(e)] for e in examples["example_id"]]
+                ranks = rank_examples(trained.model, encoder, samples, lists, batch_examples=max(1, batch_size // 8))
+            else:
+                ranks = _beam_ranks(trained, encoder, samples, behavior, item_ids, cands,
+                                    cands[:, 0], beam_size, batch_size, progress)
+            metrics = summarize(ranks)
+        out[behavior] = metrics | {"n": len(samples), "seconds": round(time.perf_counter() - start, 2)}
+    return out
+
+
+def _beam_ranks(trained: TrainedModel, encoder, samples, behavior: str, item_ids: list[str],
+                cands: np.ndarray | None, targets: np.ndarray, beam_size: int, batch_size: int,
+                progress: bool) -> np.ndarray:
+    """0-based rank of each target in the beam's output (np.inf when the beam missed it)."""
+    codes = trained.id_codes(ID_KIND[behavior], item_ids)  # [n_items, L]
+    catalog = IdTrie.build(codes) if cands is None else None
+    prefix = trained.prefix(behavior)
+    ranks = []
+    bar = tqdm(total=len(samples), desc=f"decode {behavior}", disable=not progress, leave=False)
+    for lo in range(0, len(samples), batch_size):
+        chunk = samples[lo : lo + batch_size]
+        inputs = pad_batch([encoder.input(s) for s in chunk], trained.pad_id)  # [B, L]
+        trie = catalog if cands is None else IdTrie.build_forest(codes, cands[lo : lo + len(chunk)])
+        ranked = constrained_beam_search(trained.model, inputs, inputs != trained.pad_id, trie, prefix,
+                                         beam_size=beam_size, top_k=beam_size)
+        ranks.append(rank_from_retrieved(ranked.items.numpy(), targets[lo : lo + len(chunk)]))
+        bar.update(len(chunk))
+    bar.close()
+    return np.concatenate(ranks)
+
+
+def evaluate_run(run_dir: str | Path, split: str, cfg, full_ranking: bool = False) -> dict:
+    """Evaluate ``RUN_DIR/model`` on ``RUN_DIR/data`` with an ``EvalConfig``."""
+    run = Path(run_dir)
+    data = PreparedData.load(run / "data")
+    trained = TrainedModel.load(run / "model")
+    with torch.inference_mode():
+        return evaluate_model(trained, data, split, cfg.method, cfg.beam_size, cfg.batch_size,
+                              cfg.max_examples, full_ranking)

@@ -1,0 +1,153 @@
+"""End to end: the tiny pipeline config, stage caching, evaluate and report on its run directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from gensar.cli import main
+from gensar.config import load_config
+from gensar.data.prepared import PreparedData
+from gensar.decode.beam import constrained_beam_search
+from gensar.errors import ConfigError
+from gensar.ids.trie import IdTrie
+from gensar.model.scoring import pad_batch
+from gensar.model.tasks import example_samples
+from gensar.model.trained import ID_KIND, TrainedModel
+from gensar.pipeline import PipelineConfig, builtin_config, run_pipeline
+
+METRIC_KEYS = {"hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("pipeline") / "run"
+    cfg = load_config(PipelineConfig, builtin_config("tiny"))
+    run_pipeline(cfg, run)
+    return run
+
+
+def test_pipeline_writes_every_stage(tiny_run):
+    for part in ("data/manifest.json", "ids/item_ids.json", "model/config.json", "model/tokenizer.json",
+                 "metrics.json", "pipeline.yaml", "stages.json"):
+        assert (tiny_run / part).is_file(), part
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    for split in ("valid", "test"):
+        for behavior in ("rec", "search"):
+            m = metrics[split][behavior]
+            assert METRIC_KEYS <= set(m)
+            assert 0.0 <= m["hr@1"] <= m["hr@5"] <= m["hr@10"] <= 1.0
+            assert m["n"] == len(PreparedData.load(tiny_run / "data").split(split, behavior))
+
+
+def test_rerun_skips_finished_stages_and_reruns_changed_ones(tiny_run, capsys):
+    cfg = load_config(PipelineConfig, builtin_config("tiny"))
+    model_mtime = (tiny_run / "model" / "config.json").stat().st_mtime_ns
+    run_pipeline(cfg, tiny_run)
+    out = capsys.readouterr().out
+    assert out.count("up to date, skipped") == 4
+    changed = load_config(PipelineConfig, builtin_config("tiny"), ["eval.beam_size=12"])
+    run_pipeline(changed, tiny_run)
+    out = capsys.readouterr().out
+    assert out.count("up to date, skipped") == 3 and "evaluate: running" in out
+    assert (tiny_run / "model" / "config.json").stat().st_mtime_ns == model_mtime
+
+
+def test_evaluate_cli_json_and_full_ranking(tiny_run, capsys):
+    assert main(["evaluate", str(tiny_run), "--split", "valid", "--json", "--beam", "10"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert set(got) == {"rec", "search"} and METRIC_KEYS <= set(got["rec"])
+    assert main(["evaluate", str(tiny_run), "--split", "test", "--json", "--full-ranking", "--beam", "20"]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert {"recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20"} <= set(full["rec"])
+
+
+def test_beam_and_likelihood_agree_on_hits_at_10(tiny_run, capsys):
+    # With beam >= candidates, beam search ranks all 20 candidates exactly as their likelihoods do.
+    assert main(["evaluate", str(tiny_run), "--json", "--beam", "20"]) == 0
+    beam = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", str(tiny_run), "--json", "--method", "likelihood"]) == 0
+    lik = json.loads(capsys.readouterr().out)
+    for behavior in ("rec", "search"):
+        assert beam[behavior]["hr@10"] == pytest.approx(lik[behavior]["hr@10"], abs=0.02)
+
+
+def test_every_decoded_identifier_is_a_real_item(tiny_run):
+    data = PreparedData.load(tiny_run / "data")
+    trained = TrainedModel.load(tiny_run / "model")
+    encoder = trained.encoder(data)
+    items = data.items["item_id"].tolist()
+    for behavior in ("rec", "search"):
+        samples = example_samples(data.split("test", behavior).head(8))
+        codes = trained.id_codes(ID_KIND[behavior], items)
+        inputs = pad_batch([encoder.input(s) for s in samples], trained.pad_id)
+        ranked = constrained_beam_search(trained.model, inputs, inputs != trained.pad_id, IdTrie.build(codes),
+                                         trained.prefix(behavior), beam_size=15)
+        table = trained.ids.of(ID_KIND[behavior])
+        for row_items, row_tokens in zip(ranked.items.tolist(), ranked.tokens.tolist(), strict=True):
+            assert all(i >= 0 for i in row_items) and len(set(row_items)) == len(row_items)
+            for item, toks in zip(row_items, row_tokens, strict=True):
+                ids = trained.tokenizer.convert_ids_to_tokens([t for t in toks if t >= 0])
+                assert tuple(ids) == table[items[item]]
+
+
+def test_report_writes_table_and_plot(tiny_run, tmp_path, capsys):
+    assert main(["report", str(tiny_run), "--out", str(tmp_path / "rep")]) == 0
+    text = (tmp_path / "rep" / "report.md").read_text()
+    assert "| run |" in text and "tradeoff.png" in text
+    assert (tmp_path / "rep" / "tradeoff.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["report", str(tmp_path / "missing"), "--out", str(tmp_path / "rep2")]) == 2
+    assert not (tmp_path / "rep2").exists()
+
+
+def test_pipeline_config_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match="model.train.epochz"):
+        load_config(PipelineConfig, builtin_config("tiny"), ["model.train.epochz=3"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("eval: {beam_size: 3}\n")
+    assert main(["pipeline", "--config", str(bad), "--out", str(tmp_path / "r")]) == 2
+
+
+def test_builtin_configs_load():
+    for name in ("tiny", "synthetic", "scientific", "paper-electronics"):
+        cfg = load_config(PipelineConfig, builtin_config(name))
+        assert isinstance(cfg, PipelineConfig)
+
+
+def _amazon_slice(root: Path, n_users: int = 24, n_items: int = 30) -> Path:
+    """A tiny Amazon-2014-format Electronics slice: every user and item has >= 5 reviews."""
+    import gzip
+
+    rng = np.random.default_rng(0)
+    src = root / "electronics"
+    src.mkdir()
+    cats = [["Electronics", "Computers", "Mice"], ["Electronics", "Audio", "Headphones"],
+            ["Electronics", "Camera", "Lenses"]]
+    with gzip.open(src / "meta_Electronics.json.gz", "wt") as fh:
+        for i in range(n_items):
+            fh.write(json.dumps({"asin": f"B{i:04d}", "title": f"Thing {i} {cats[i % 3][-1]}",
+                                 "categories": [cats[i % 3]], "brand": f"Brand{i % 4}"}) + "\n")
+    with gzip.open(src / "reviews_Electronics_5.json.gz", "wt") as fh:
+        for u in range(n_users):
+            for t, i in enumerate(rng.permutation(n_items)[:8]):
+                fh.write(json.dumps({"reviewerID": f"U{u}", "asin": f"B{i:04d}", "unixReviewTime": 1000 + t}) + "\n")
+    return src
+
+
+def test_paper_electronics_config_runs_on_a_tiny_slice(tmp_path):
+    """The paper's config (t5-small shape, duplicate protocol, 5-core, history 5) on 24 users."""
+    src = _amazon_slice(tmp_path)
+    overrides = [f"data.source={src}", "ids.rqvae.codebook_size=4", "ids.rqvae.epochs=3",
+                 "ids.sasrec.epochs=1", "ids.progress=false", "model.train.epochs=1",
+                 "model.train.batch_size=64", "model.train.eval_examples=4", "model.train.progress=false",
+                 "model.tokenizer.vocab_size=200", "eval.max_examples=4", "eval.batch_size=4",
+                 "data.prepare.num_negatives=19"]
+    cfg = load_config(PipelineConfig, builtin_config("paper-electronics"), overrides)
+    assert cfg.model.backbone.preset == "t5-small" and cfg.data.prepare.max_history == 5
+    metrics = run_pipeline(cfg, tmp_path / "run")
+    assert metrics["test"]["rec"]["n"] == 4 and metrics["test"]["search"]["n"] == 4
+    manifest = json.loads((tmp_path / "run" / "data" / "manifest.json").read_text())
+    assert manifest["options"]["search_protocol"] == "duplicate"
