@@ -49,6 +49,19 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
+def to_yaml(obj: Any) -> str:
+    """YAML of a config dataclass (tuples written as plain lists, so it loads back with ``load_config``)."""
+    return yaml.safe_dump(_plain(to_dict(obj)), sort_keys=False)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
 def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
     """Read YAML at ``path`` (optional), apply ``a.b=value`` overrides, build ``cls``."""
     data: dict[str, Any] = {}

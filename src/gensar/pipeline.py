@@ -24,9 +24,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
-
-from gensar.config import load_config, require, to_dict
+from gensar.config import load_config, require, to_dict, to_yaml
 from gensar.data.prepare import PrepareConfig
 from gensar.data.synth import SynthConfig
 from gensar.errors import GensarError
@@ -81,7 +79,7 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, config_path: str | Pa
     """Run (or resume) every stage into ``run_dir``; returns the metrics."""
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run / "pipeline.yaml", yaml.safe_dump(_plain(to_dict(cfg)), sort_keys=False))
+    atomic_write_text(run / "pipeline.yaml", to_yaml(cfg))
     done = _read_stages(run)
     fingerprints: dict[str, str] = {}
     upstream = ""
@@ -163,14 +161,6 @@ def _source_stats(source: Path) -> list:
 def _read_stages(run: Path) -> dict[str, str]:
     path = run / "stages.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-def _plain(obj):
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
 
 
 def format_metrics(metrics: dict) -> str:

@@ -18,12 +18,10 @@ import argparse
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import yaml
 
-from gensar.config import load_config, require, to_dict
+from gensar.config import load_config, require, to_yaml
 from gensar.data.prepared import PreparedData
 from gensar.embed.sasrec import SASRecConfig
 from gensar.embed.semantic import SemanticConfig
@@ -90,15 +88,6 @@ def item_embeddings(data: PreparedData, cfg: IdsConfig) -> tuple[np.ndarray, np.
     return semantic, collaborative
 
 
-def _plain(obj: Any) -> Any:
-    """Tuples -> lists, recursively, so that YAML stays plain."""
-    if isinstance(obj, dict):
-        return {k: _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
 def build_ids(data: PreparedData, cfg: IdsConfig, out: str | Path, overwrite: bool = False) -> dict:
     """Embeddings -> RQ-VAE -> unique IDs, written atomically into ``out``; returns the report."""
     out = check_output_dir(out, overwrite)  # fail before any training
@@ -125,7 +114,7 @@ def build_ids(data: PreparedData, cfg: IdsConfig, out: str | Path, overwrite: bo
         save_checkpoint(model, tmp / "rqvae.pt")
         atomic_write_json(tmp / "item_ids.json", assignment.ids.to_json())
         atomic_write_json(tmp / "ids_report.json", report)
-        atomic_write_text(tmp / "config.yaml", yaml.safe_dump(_plain(to_dict(cfg)), sort_keys=False))
+        atomic_write_text(tmp / "config.yaml", to_yaml(cfg))
     return report
 
 
