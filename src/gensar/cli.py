@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -25,10 +26,10 @@ def _common_out(p: argparse.ArgumentParser) -> None:
 def _add_synth(sub: argparse._SubParsersAction) -> Handler:
     p = sub.add_parser("synth", help="write a synthetic search+recommendation world (canonical files)")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--users", type=int, default=None, help="number of users")
-    p.add_argument("--items", type=int, default=None, help="number of items")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--config", default=None, help="YAML with synthetic-world parameters")
+    p.add_argument("--users", type=int, default=None, help="number of users (config key n_users)")
+    p.add_argument("--items", type=int, default=None, help="number of items (config key n_items)")
+    p.add_argument("--seed", type=int, default=None, help="random seed (config key seed; default 0)")
+    p.add_argument("--config", default=None, help="YAML with SynthConfig parameters (gensar.data.synth)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     _common_out(p)
     return "gensar.data.synth:cli_synth"
@@ -115,7 +116,8 @@ def _serve_common(p: argparse.ArgumentParser) -> None:
                         "RUN_DIR/data (for trying the API, and for tests)")
     p.add_argument("--events-log", default=None, help="live events log (default: RUN_DIR/live_events.jsonl)")
     p.add_argument("--beam-size", type=int, default=30, help="beam width (widened to k when k is larger)")
-    p.add_argument("--max-history", type=int, default=50, help="newest history events given to the model")
+    p.add_argument("--max-history", type=int, default=None,
+                   help="newest history events given to the model (default: the prepared data's max_history)")
     p.add_argument("--max-batch", type=int, default=32, help="requests decoded together")
 
 
@@ -228,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     module_name, func_name = handlers[args.command].split(":")
     try:
-        if args.threads is not None:
+        if args.threads is not None or os.environ.get("GENSAR_THREADS"):
             from gensar.runtime import configure_threads
 
             configure_threads(args.threads)
