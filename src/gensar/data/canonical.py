@@ -74,7 +74,6 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,7 +136,8 @@ class _Table:
     path: Path
     columns: set[str]  # every column/key seen
     records: list[tuple[_Loc, dict[str, Any]]]
-    header_line: int | None  # 1 for CSV (missing columns are reported there), else None
+    has_header: bool  # CSV and Parquet: a missing column is reported once, at the header
+    header_line: int | None  # CSV: the line where the header ends
 
 
 def read_canonical(path: str | Path) -> RawDataset:
@@ -210,7 +210,7 @@ def _read_jsonl(path: Path, text: str) -> _Table:
         records.append((_Loc(path, lineno, len(records) + 1), record))
     if not records:
         raise InputError("file is empty", path=path)
-    return _Table(path, columns, records, header_line=None)
+    return _Table(path, columns, records, has_header=False, header_line=None)
 
 
 def _read_csv(path: Path, text: str) -> _Table:
@@ -239,28 +239,29 @@ def _read_csv(path: Path, text: str) -> _Table:
         raise InputError(f"malformed CSV: {err}", path=path, line=reader.line_num) from None
     if not records:
         raise InputError("no rows after the header", path=path, line=header_end)
-    return _Table(path, set(header), records, header_line=header_end)
+    return _Table(path, set(header), records, has_header=True, header_line=header_end)
 
 
 def _read_parquet(path: Path) -> _Table:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         table = pq.read_table(path)
-    except Exception as err:  # pyarrow raises ArrowInvalid/OSError subclasses with long messages
+    except (pa.ArrowException, OSError, ValueError) as err:  # messages can span lines: keep the first
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise InputError(f"not a readable Parquet file ({first})", path=path) from None
     if table.num_rows == 0:
         raise InputError("file has no rows", path=path)
     rows = table.to_pylist()
     records = [(_Loc(path, None, i + 1), row) for i, row in enumerate(rows)]
-    return _Table(path, set(table.column_names), records, header_line=None)
+    return _Table(path, set(table.column_names), records, has_header=True, header_line=None)
 
 
 def _require_columns(table: _Table, required: tuple[str, ...]) -> None:
-    """CSV and Parquet have a header: report a missing column once, at the header."""
-    if table.header_line is None and _format_of(table.path) != "parquet":
-        return  # JSONL: each line is checked on its own
+    """A header names its columns: report a missing one there (JSONL: each line is checked)."""
+    if not table.has_header:
+        return
     for name in required:
         if name not in table.columns:
             raise InputError("missing required column", path=table.path, line=table.header_line, field=name)
@@ -289,10 +290,9 @@ def _parse_items(table: _Table) -> tuple[list[dict[str, Any]], dict[str, _Loc]]:
 
 def _parse_events(table: _Table, known_items: dict[str, _Loc]) -> list[dict[str, Any]]:
     _require_columns(table, ("user_id", "timestamp"))
-    if table.header_line is not None or _format_of(table.path) == "parquet":
-        if "items" not in table.columns and "item_id" not in table.columns:
-            raise InputError("missing required column (give 'items' or 'item_id')", path=table.path,
-                             line=table.header_line, field="items")
+    if table.has_header and "items" not in table.columns and "item_id" not in table.columns:
+        raise InputError("missing required column (give 'items' or 'item_id')", path=table.path,
+                         line=table.header_line, field="items")
     is_csv = _format_of(table.path).startswith("csv")
     out: list[dict[str, Any]] = []
     for loc, rec in table.records:
@@ -301,11 +301,12 @@ def _parse_events(table: _Table, known_items: dict[str, _Loc]) -> list[dict[str,
         behavior = _text(rec.get("behavior"), "behavior", loc).strip().lower() or REC
         if behavior not in BEHAVIORS:
             raise loc.error(f"behavior must be 'rec' or 'search', got '{behavior}'", "behavior")
-        query = _text(rec.get("query"), "query", loc).strip()
-        if behavior == SEARCH and not query:
+        query = _text(rec.get("query"), "query", loc)
+        if behavior == SEARCH and not query.strip():
             raise loc.error("a search event needs a non-empty query", "query")
-        if behavior == REC and query:
+        if behavior == REC and query.strip():
             raise loc.error("a rec event must not have a query (set behavior to 'search')", "query")
+        query = query if behavior == SEARCH else ""
         items, field = _event_items(rec, loc, is_csv)
         if behavior == REC and len(items) != 1:
             raise loc.error(f"a rec event has exactly one item, got {len(items)}", field)
@@ -423,6 +424,15 @@ def write_tables(items: pd.DataFrame, events: pd.DataFrame, directory: str | Pat
     _check_format(fmt)
     items = make_items(items)
     events = make_events(events)
+    validate(items, events)  # never write what read_canonical would reject
+    rec = events["behavior"] == REC
+    if (events.loc[rec, "items"].map(len) != 1).any() or (events.loc[rec, "query"] != "").any():
+        raise InputError("a rec event must have exactly one item and no query", field="items")
+    # the reader strips ids, so an id it would change cannot be written faithfully
+    for field, ids in (("item_id", items["item_id"]), ("user_id", events["user_id"])):
+        bad = [x for x in ids if not x.strip() or x != x.strip()]
+        if bad:
+            raise InputError(f"id '{bad[0]}' is empty or has surrounding whitespace", field=field)
     directory = Path(directory)
     item_rows = [
         {"item_id": r.item_id, "title": r.title, "categories": list(r.categories),
@@ -468,6 +478,9 @@ def _jsonl_text(rows: list[dict[str, Any]]) -> str:
 def _csv_text(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
+    # QUOTE_MINIMAL only quotes characters of the line terminator, so a bare "\r" would end the
+    # record on reading: rows holding one are written fully quoted
+    quote_all = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
     writer.writerow(columns)
     for row in rows:
         out = []
@@ -475,9 +488,9 @@ def _csv_text(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
             value = row[col]
             if col == "categories":
                 for part in value:
-                    if CATEGORY_SEP.strip() in part or part != part.strip():
-                        raise InputError(f"category '{part}' cannot be written to CSV (contains '>' or edge "
-                                         "whitespace); use jsonl or parquet", field="categories")
+                    if CATEGORY_SEP.strip() in part or part != part.strip() or not part:
+                        raise InputError(f"category '{part}' cannot be written to CSV (empty, contains '>' or "
+                                         "edge whitespace); use jsonl or parquet", field="categories")
                 value = CATEGORY_SEP.join(value)
             elif col == "items":
                 for item in value:
@@ -486,7 +499,7 @@ def _csv_text(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
                                          "'items' column; use jsonl or parquet", field="items")
                 value = " ".join(value)
             out.append(value)
-        writer.writerow(out)
+        (quote_all if any("\r" in str(v) for v in out) else writer).writerow(out)
     return buf.getvalue()
 
 
