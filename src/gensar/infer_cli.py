@@ -1,0 +1,200 @@
+"""``gensar serve``, ``gensar recommend`` and ``gensar search``: the model of a run directory, live.
+
+``recommend`` / ``search`` answer one request (a table, or ``--json``) or a JSONL file of requests
+(``--batch requests.jsonl --out answers.jsonl``). A batch file holds one request per line, the
+same JSON bodies as the HTTP API (``{"user_id": "u1", "k": 10}``; ``{"query": "...", "user_id":
+"u1", "k": 10}`` with ``user_id`` optional); answers come out one per line, in order, with the
+HTTP API's answer bodies. A bad line is an error naming file and line, and nothing is written.
+
+These commands read the run's live events log (read-only), so they see events a server recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from gensar.config import from_dict
+from gensar.errors import GensarError, InputError
+
+Req = TypeVar("Req", bound=BaseModel)
+
+
+def cli_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gensar.serve.app import create_app
+    from gensar.serve.service import Service
+
+    cfg = _serve_config(args)
+    if cfg.engine == "generative":
+        _prepare_generative(args)
+    sock = _listen(args.host, args.port)  # bind first: a busy port is a one-line error, not a traceback
+    try:
+        service = Service.open(args.run_dir, cfg, events_log=args.events_log, writable=True)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        app = create_app(service)
+        host, port = sock.getsockname()[:2]
+        print(f"gensar serve: http://{host}:{port}/ ({service.engine.name} engine, {len(service.item_ids)} items, "
+              f"{len(service.histories)} users, {service.histories.live_events} live events replayed)",
+              file=sys.stderr, flush=True)
+        config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5)
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        service.close()
+        sock.close()
+    return 0
+
+
+def cli_recommend(args: argparse.Namespace) -> int:
+    from gensar.serve.schemas import RecommendRequest
+
+    if (args.user is None) == (args.batch is None):
+        raise GensarError("give exactly one of --user or --batch")
+    if args.batch is not None:
+        return _run_batch(args, RecommendRequest, lambda s, reqs: s.recommend(reqs))
+    req = _validated(RecommendRequest, {"user_id": args.user, "k": args.k})
+    service = _open(args)
+    answer = service.recommend([req])[0]
+    _print_items(args, answer, f"recommendations for {answer.user_id}"
+                 + ("" if answer.known_user else " (unknown user: empty history)"))
+    return 0
+
+
+def cli_search(args: argparse.Namespace) -> int:
+    from gensar.serve.schemas import SearchRequest
+
+    if (args.query is None) == (args.batch is None):
+        raise GensarError("give exactly one of --query or --batch")
+    if args.batch is not None:
+        return _run_batch(args, SearchRequest, lambda s, reqs: s.search(reqs))
+    body: dict = {"query": args.query, "k": args.k}
+    if args.user is not None:
+        body["user_id"] = args.user
+    req = _validated(SearchRequest, body)
+    service = _open(args)
+    answer = service.search([req])[0]
+    who = f" for {answer.user_id}" if answer.user_id else ""
+    _print_items(args, answer, f"search '{answer.query}'{who}")
+    return 0
+
+
+# ---- pieces ----------------------------------------------------------------------------------------
+def _serve_config(args: argparse.Namespace):
+    from gensar.serve.service import ServeConfig
+
+    values = {"engine": args.engine, "max_batch": args.max_batch, "max_history": args.max_history,
+              "beam_size": args.beam_size}
+    if args.command == "serve":
+        values["max_wait_ms"] = args.max_wait_ms
+    return from_dict(ServeConfig, values)
+
+
+def _open(args: argparse.Namespace):
+    from gensar.serve.service import Service
+
+    if args.engine == "generative":
+        _prepare_generative(args)
+    return Service.open(args.run_dir, _serve_config(args), events_log=args.events_log, writable=False)
+
+
+def _prepare_generative(args: argparse.Namespace) -> None:
+    """Torch threads ($GENSAR_THREADS or all cores unless --threads was given), and no
+    "Loading weights" progress bar from transformers."""
+    from transformers.utils import logging as hf_logging
+
+    from gensar.runtime import configure_threads
+
+    if args.threads is None:
+        configure_threads(None)
+    hf_logging.disable_progress_bar()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so; without it every
+    # keep-alive answer waits ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        raise GensarError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _validated(cls: type[Req], body: dict, path: str | Path | None = None, line: int | None = None) -> Req:
+    try:
+        return cls.model_validate(body)
+    except ValidationError as err:
+        raise _input_error(err, path, line) from None
+
+
+def _input_error(err: ValidationError, path: str | Path | None, line: int | None) -> InputError:
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first.get("loc", ())) or None
+    return InputError(str(first.get("msg", "invalid")), path=path, line=line, field=field)
+
+
+def _read_requests(path: Path, cls: type[Req]) -> list[Req]:
+    if not path.is_file():
+        raise InputError("file not found", path=path)
+    requests = []
+    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError("not UTF-8", path=path, line=lineno) from None
+        if not line.strip():
+            continue
+        try:
+            requests.append(cls.model_validate_json(line))
+        except ValidationError as err:
+            if any(e.get("type") == "json_invalid" for e in err.errors()):
+                raise InputError("invalid JSON", path=path, line=lineno) from None
+            raise _input_error(err, path, lineno) from None
+    return requests
+
+
+def _run_batch(args: argparse.Namespace, cls: type[Req], answer: Callable[[object, Sequence[Req]], list]) -> int:
+    from tqdm.auto import tqdm
+
+    from gensar.io import atomic_write_text
+
+    if args.out is None:
+        raise GensarError("--batch needs --out FILE")
+    requests = _read_requests(Path(args.batch), cls)  # all lines checked before any work
+    service = _open(args)
+    lines = []
+    step = service.cfg.max_batch
+    with tqdm(total=len(requests), desc=f"gensar {args.command}", unit="req", disable=args.quiet) as bar:
+        for start in range(0, len(requests), step):
+            chunk = requests[start:start + step]
+            lines.extend(a.model_dump_json() for a in answer(service, chunk))
+            bar.update(len(chunk))
+    atomic_write_text(args.out, "".join(line + "\n" for line in lines))
+    print(f"gensar {args.command}: {len(lines)} answers -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def _print_items(args: argparse.Namespace, answer: BaseModel, heading: str) -> None:
+    if args.json:
+        print(answer.model_dump_json())
+        return
+    items = answer.items  # type: ignore[attr-defined]
+    print(heading)
+    if not items:
+        print("  (no results)")
+    for rank, it in enumerate(items, start=1):
+        print(f"{rank:>4}  {it.score:>9.4f}  {it.item_id:<14} {it.title}")

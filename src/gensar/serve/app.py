@@ -1,0 +1,170 @@
+"""The HTTP API (FastAPI) over a ``Service``, and the web page at ``/``.
+
+=======================  =====================================================================
+``POST /recommend``      ``{user_id, k}`` -> ranked items (micro-batched)
+``POST /search``         ``{query, k, user_id?}`` -> ranked items; without a user: ad-hoc search
+``POST /suggest-query``  ``{user_id, k}`` -> queries the user may issue next
+``POST /events``         record a rec click or a search session (fsynced, then acknowledged)
+``GET /items/{item_id}`` an item's catalog entry
+``GET /users``           user ids (``prefix``, ``limit``), for the page's user picker
+``GET /users/{user_id}/history``  the user's newest events
+``GET /health``          engine, counts, micro-batching statistics
+``GET /``                the web page; ``/docs`` and ``/openapi.json`` are FastAPI's
+=======================  =====================================================================
+
+Every 4xx answer is an ``ErrorBody`` JSON (``{"error": "...", "detail": [...]}``): a malformed JSON
+body is a 400, a body that does not fit the schema or names an unknown item a 422, an unknown
+item or path a 404. Nothing a client sends should produce a 5xx (tests/test_serve_fuzz.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Annotated
+
+from fastapi import FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gensar import __version__
+from gensar.serve.batcher import EngineThread, MicroBatcher
+from gensar.serve.schemas import (
+    MAX_ID_CHARS,
+    BatchStatsOut,
+    ErrorBody,
+    ErrorDetail,
+    EventRequest,
+    EventResponse,
+    HealthResponse,
+    HistoryResponse,
+    ItemResponse,
+    RecommendRequest,
+    RecommendResponse,
+    SearchRequest,
+    SearchResponse,
+    SuggestRequest,
+    SuggestResponse,
+    UsersResponse,
+)
+from gensar.serve.service import Service
+
+log = logging.getLogger(__name__)
+
+_ERRORS = {
+    400: {"model": ErrorBody, "description": "malformed JSON"},
+    422: {"model": ErrorBody, "description": "the request does not fit the schema"},
+}
+_NOT_FOUND = {404: {"model": ErrorBody, "description": "not found"}}
+
+
+def create_app(service: Service) -> FastAPI:
+    """An app answering from ``service``; the caller keeps ownership of (and closes) the service."""
+    worker = EngineThread()
+    cfg = service.cfg
+    batchers = {
+        "recommend": MicroBatcher(service.recommend, worker, cfg.max_batch, cfg.max_wait_ms),
+        "search": MicroBatcher(service.search, worker, cfg.max_batch, cfg.max_wait_ms),
+        "suggest-query": MicroBatcher(service.suggest, worker, cfg.max_batch, cfg.max_wait_ms),
+    }
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        for b in batchers.values():
+            await b.aclose()
+        worker.shutdown()
+
+    app = FastAPI(title="gensar", version=__version__, lifespan=lifespan,
+                  description="Unified generative search and recommendation (GenSAR).")
+    app.state.service = service
+    app.state.batchers = batchers
+
+    # ---- errors: one JSON shape, never a traceback -----------------------------------------------
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        errors = err.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return _error(400, "request body is not valid JSON")
+        details = [ErrorDetail(loc=[str(p) if not isinstance(p, int) else p for p in e.get("loc", ())],
+                               msg=str(e.get("msg", "")), type=str(e.get("type", ""))) for e in errors]
+        first = details[0] if details else None
+        message = f"{'.'.join(map(str, first.loc))}: {first.msg}" if first else "invalid request"
+        return _error(422, message, details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        return _error(err.status_code, str(err.detail))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, err: Exception) -> JSONResponse:
+        # A bug, not bad input: log the traceback, answer JSON like every other error.
+        log.error("%s %s failed", request.method, request.url.path, exc_info=err)
+        return _error(500, f"internal error ({type(err).__name__}); see the server log")
+
+    # ---- routes ------------------------------------------------------------------------------
+    @app.post("/recommend", response_model=RecommendResponse, responses=_ERRORS)
+    async def recommend(req: RecommendRequest) -> RecommendResponse:
+        return await batchers["recommend"].submit(req)
+
+    @app.post("/search", response_model=SearchResponse, responses=_ERRORS)
+    async def search(req: SearchRequest) -> SearchResponse:
+        return await batchers["search"].submit(req)
+
+    @app.post("/suggest-query", response_model=SuggestResponse, responses=_ERRORS)
+    async def suggest_query(req: SuggestRequest) -> SuggestResponse:
+        return await batchers["suggest-query"].submit(req)
+
+    @app.post("/events", response_model=EventResponse, responses=_ERRORS)
+    async def post_event(req: EventRequest) -> EventResponse | JSONResponse:
+        problem = service.event_problem(req)
+        if problem is not None:
+            return _error(422, problem, [ErrorDetail(loc=["body"], msg=problem, type="value_error")])
+        return await run_in_threadpool(service.add_event, req)  # write + fsync off the event loop
+
+    @app.get("/items/{item_id}", response_model=ItemResponse, responses=_NOT_FOUND | {422: _ERRORS[422]})
+    async def get_item(item_id: Annotated[str, Path(max_length=MAX_ID_CHARS)]) -> ItemResponse | JSONResponse:
+        item = service.item(item_id)
+        if item is None:
+            return _error(404, f"unknown item '{item_id}'")
+        return item
+
+    @app.get("/users", response_model=UsersResponse, responses={422: _ERRORS[422]})
+    async def list_users(prefix: Annotated[str, Query(max_length=MAX_ID_CHARS)] = "",
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> UsersResponse:
+        users, total = service.histories.users(prefix, limit)
+        return UsersResponse(users=users, total=total)
+
+    @app.get("/users/{user_id}/history", response_model=HistoryResponse, responses={422: _ERRORS[422]})
+    async def user_history(user_id: Annotated[str, Path(max_length=MAX_ID_CHARS)],
+                           limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> HistoryResponse:
+        return service.history(user_id, limit)
+
+    @app.get("/health", response_model=HealthResponse)
+    async def health() -> HealthResponse:
+        return HealthResponse(
+            status="ok", engine=service.engine.name, items=len(service.item_ids), users=len(service.histories),
+            live_events=service.histories.live_events,
+            batching={name: BatchStatsOut(batches=b.stats.batches, requests=b.stats.requests, largest=b.stats.largest)
+                      for name, b in batchers.items()})
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page() -> HTMLResponse:
+        return HTMLResponse(_page())
+
+    return app
+
+
+def _error(status: int, message: str, detail: list[ErrorDetail] | None = None) -> JSONResponse:
+    body = ErrorBody(error=message.splitlines()[0] if message else "error", detail=detail or [])
+    return JSONResponse(status_code=status, content=body.model_dump())
+
+
+@functools.cache
+def _page() -> str:
+    return resources.files("gensar.serve").joinpath("static/index.html").read_text(encoding="utf-8")

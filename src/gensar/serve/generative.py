@@ -1,0 +1,178 @@
+"""The trained GenSAR model as a serving ``Engine``: constrained beam search over identifiers.
+
+* recommend: input ``<t_rec>`` + history, decoder forced to ``<rec>``, beam search restricted to the
+  trie of collaborative IDs; an item's score is ``log p(collaborative ID | input, <rec>)``.
+* search: input ``<t_search>`` + history + ``<search>`` + query, decoder forced to ``<search>``, trie
+  of semantic IDs. With an empty history this is exactly the ad-hoc search task's input.
+* suggest_queries: input ``<t_query>`` + history, decoder forced to ``<query>``; a beam of width k
+  runs over a trie of the *known* queries (distinct queries of the prepared search log, each as its word
+  pieces + ``</s>``), so a suggestion is always a query someone issued and its score is the full
+  ``log p(query </s> | input, <query>)``. Free generation could invent queries, but a small model
+  on a few thousand distinct queries mostly invents broken ones.
+
+Inputs are rendered by ``gensar.model.tasks.SampleEncoder`` (the training code), so serving and
+training can never disagree on the prompt format. That encoder renders histories given as event
+ids of a ``PreparedData``; live events are not in the prepared tables, so each batch's histories
+are put into a small events table of their own (``_batch_view``). Every call decodes the whole
+batch in one encoder pass and one beam search (``gensar.decode.beam``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from gensar.config import from_dict
+from gensar.data.prepared import PreparedData
+from gensar.data.schema import SEARCH
+from gensar.decode.beam import constrained_beam_search
+from gensar.errors import GensarError
+from gensar.ids.trie import IdTrie
+from gensar.model.scoring import pad_batch
+from gensar.model.tasks import (
+    COLLABORATIVE,
+    QUERY_TOKEN,
+    REC_TOKEN,
+    SEARCH_TOKEN,
+    SEMANTIC,
+    IdMaps,
+    Sample,
+    SampleEncoder,
+    TaskConfig,
+)
+from gensar.serve.engine import History, RankedItem, RankedQuery
+
+MODEL_CONFIG_NAME = "gensar_model.json"  # written by gensar.model.train next to the weights
+
+
+class GenerativeEngine:
+    name = "generative"
+
+    def __init__(self, model, tokenizer, ids: IdMaps, data: PreparedData, tasks: TaskConfig, max_input_len: int,
+                 beam_size: int = 30) -> None:
+        """``model`` in eval mode on CPU; ``ids`` the identifiers it was trained with."""
+        item_ids = data.items["item_id"].tolist()
+        ids.require_items(item_ids)
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.ids = ids
+        self.tasks = tasks
+        self.max_input_len = max_input_len
+        self.beam_size = beam_size
+        self.num_items = len(item_ids)
+        self.pad = int(tokenizer.pad_token_id)
+        # Only the events columns and no item texts: rec/search/next_query inputs never use item texts.
+        self._no_items = data.items.iloc[:0]
+        probe = self._encoder(pd.DataFrame({"behavior": [], "query": [], "items": []}))
+        self._prefix = {kind: probe.token(tok) for kind, tok in
+                        ((COLLABORATIVE, REC_TOKEN), (SEMANTIC, SEARCH_TOKEN), ("query", QUERY_TOKEN))}
+        self._tries = {kind: IdTrie.build([self._id_tokens(probe, kind, item) for item in item_ids])
+                       for kind in (COLLABORATIVE, SEMANTIC)}
+        self.queries, query_tokens = self._known_queries(probe, data)
+        self._query_trie = IdTrie.build(query_tokens) if query_tokens else None
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, data: PreparedData | None = None, beam_size: int = 30) -> GenerativeEngine:
+        """Load ``RUN_DIR/model`` (weights, tokenizer, ``gensar_model.json``) and the item IDs
+        (``model/item_ids.json``, the IDs it was trained with, else ``ids/item_ids.json``)."""
+        from gensar.model.backbone import load_model
+        from gensar.model.train import ModelRunConfig
+
+        run_dir = Path(run_dir)
+        model_dir = run_dir / "model"
+        data = data if data is not None else PreparedData.load(run_dir / "data")
+        cfg_path = model_dir / MODEL_CONFIG_NAME
+        if not cfg_path.is_file():
+            raise GensarError(f"{cfg_path}: missing (not a model directory written by `gensar train`)")
+        try:
+            raw = json.loads(cfg_path.read_text(encoding="utf-8"))["config"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise GensarError(f"{cfg_path}: not a gensar model config") from None
+        cfg = from_dict(ModelRunConfig, raw)
+        ids_path = model_dir / "item_ids.json"
+        if not ids_path.is_file():
+            ids_path = run_dir / "ids" / "item_ids.json"
+        ids = IdMaps.load(ids_path)
+        model, tokenizer = load_model(model_dir)
+        return cls(model, tokenizer, ids, data, cfg.tasks, cfg.train.max_input_len, beam_size)
+
+    # ---- Engine ------------------------------------------------------------------------
+    def recommend(self, histories: Sequence[History], k: int) -> list[list[RankedItem]]:
+        return self._decode_items("rec", histories, [""] * len(histories), COLLABORATIVE, k)
+
+    def search(self, queries: Sequence[str], histories: Sequence[History], k: int) -> list[list[RankedItem]]:
+        if len(queries) != len(histories):
+            raise ValueError(f"{len(queries)} queries but {len(histories)} histories")
+        return self._decode_items("search", histories, queries, SEMANTIC, k)
+
+    def suggest_queries(self, histories: Sequence[History], k: int) -> list[list[RankedQuery]]:
+        if self._query_trie is None or not histories:
+            return [[] for _ in histories]
+        k = min(k, len(self.queries))
+        # Beam = k here: a query is many word pieces deep (up to max_text_tokens + 1 steps, against
+        # ~4 for an identifier), so a wide beam costs several times a recommendation.
+        items, scores = self._beam("next_query", histories, [""] * len(histories), self._query_trie,
+                                   self._prefix["query"], k, beam_size=k)
+        return [[RankedQuery(self.queries[i], s) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
+                for row_i, row_s in zip(items, scores, strict=True)]
+
+    # ---- pieces ------------------------------------------------------------------------
+    def _decode_items(self, task: str, histories: Sequence[History], queries: Sequence[str], kind: str,
+                      k: int) -> list[list[RankedItem]]:
+        if not histories:
+            return []
+        items, scores = self._beam(task, histories, queries, self._tries[kind], self._prefix[kind], k)
+        return [[RankedItem(i, s) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
+                for row_i, row_s in zip(items, scores, strict=True)]
+
+    def _beam(self, task: str, histories: Sequence[History], queries: Sequence[str], trie: IdTrie,
+              prefix: list[int], k: int, beam_size: int | None = None) -> tuple[list[list[int]], list[list[float]]]:
+        """Top ``k`` leaves of ``trie`` per example: (leaf indices [B][k], log-probabilities [B][k])."""
+        input_ids = self._inputs(task, histories, queries)  # [B, L]
+        k = min(k, trie.num_items)
+        beam = max(beam_size if beam_size is not None else self.beam_size, k)
+        ranked = constrained_beam_search(self.model, input_ids, input_ids != self.pad, trie, prefix,
+                                         beam_size=beam, top_k=k)
+        return ranked.items.tolist(), ranked.scores.tolist()  # [B, k] each
+
+    def _inputs(self, task: str, histories: Sequence[History], queries: Sequence[str]) -> torch.Tensor:
+        """Rendered inputs of the batch, right-padded: [B, L] int64."""
+        events, samples = [], []
+        for history, query in zip(histories, queries, strict=True):
+            start = len(events)
+            events.extend(history)
+            samples.append(Sample(task=task, query=query if task == SEARCH else "",
+                                  history=tuple(range(start, len(events)))))
+        view = pd.DataFrame({"behavior": [e.behavior for e in events], "query": [e.query for e in events],
+                             "items": [list(e.items) for e in events]})
+        encoder = self._encoder(view)
+        return pad_batch([encoder.input(s) for s in samples], self.pad)
+
+    def _encoder(self, events: pd.DataFrame) -> SampleEncoder:
+        view = PreparedData(manifest={}, items=self._no_items, events=events, examples=pd.DataFrame(),
+                            candidates=pd.DataFrame())
+        return SampleEncoder(self.tokenizer, self.ids, view, self.tasks, self.max_input_len)
+
+    def _id_tokens(self, encoder: SampleEncoder, kind: str, item: str) -> list[int]:
+        tokens = encoder.item_id(kind, item)
+        if self.tokenizer.unk_token_id is not None and int(self.tokenizer.unk_token_id) in tokens:
+            raise GensarError(f"the model's vocabulary lacks a token of item '{item}'s {kind} ID "
+                              "(model and item IDs from different runs?)")
+        return tokens
+
+    def _known_queries(self, encoder: SampleEncoder, data: PreparedData) -> tuple[list[str], list[list[int]]]:
+        """Distinct queries of the search log (first-seen order) and their target tokens (+ ``</s>``)."""
+        specials = {self.pad, encoder.eos}
+        seen: dict[tuple[int, ...], str] = {}
+        for behavior, query in zip(data.events["behavior"], data.events["query"], strict=True):
+            if behavior != SEARCH or not query.strip():
+                continue
+            body = encoder.text(query, self.tasks.max_text_tokens)
+            if not body or specials & set(body):  # a literal "</s>" in a query would break the trie
+                continue
+            seen.setdefault(tuple(body) + (encoder.eos,), query)
+        return list(seen.values()), [list(t) for t in seen]

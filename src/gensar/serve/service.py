@@ -1,0 +1,180 @@
+"""The serving service: catalog, users' histories, the events log and an engine, without HTTP.
+
+``Service`` answers *batches* of validated requests (``gensar.serve.schemas``) synchronously; the
+HTTP app feeds it through micro-batchers, the ``gensar recommend`` / ``gensar search`` commands
+call it directly. Both therefore return the same JSON.
+
+A run directory (``gensar pipeline``) holds ``data/`` (prepared data), ``ids/item_ids.json``,
+``model/`` and ``metrics.json``; the ``fake`` engine needs only ``data/``. Live events go to
+``RUN_DIR/live_events.jsonl`` unless another path is given.
+
+Unknown users are served from an empty history (``known_user: false``): recommendations then
+depend on the model alone, and search is ad-hoc search.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from gensar.config import require
+from gensar.data.prepared import PreparedData
+from gensar.errors import GensarError
+from gensar.serve.engine import Engine, HistoryEvent, RankedItem
+from gensar.serve.events import EVENTS_LOG_NAME, EventLog, LoggedEvent, UserHistories, check_event, read_log
+from gensar.serve.schemas import (
+    EventRequest,
+    EventResponse,
+    HistoryEventOut,
+    HistoryResponse,
+    ItemRef,
+    ItemResponse,
+    RecommendRequest,
+    RecommendResponse,
+    ScoredItem,
+    ScoredQuery,
+    SearchRequest,
+    SearchResponse,
+    SuggestRequest,
+    SuggestResponse,
+)
+
+EngineKind = Literal["generative", "fake"]
+FALLBACK_HISTORY = 50  # events per history when neither the config nor the prepared data says
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    engine: EngineKind = "generative"
+    max_batch: int = 32  # requests decoded together
+    max_wait_ms: float = 2.0  # how long a batch waits to fill
+    # Newest events handed to the engine (it may keep fewer to fit its input length). None: the
+    # prepared data's max_history, i.e. the history length the model was trained with.
+    max_history: int | None = None
+    beam_size: int = 30  # generative engine; a request for more items widens the beam to k
+
+    def validate(self) -> None:
+        require(self.max_batch >= 1, "max_batch", "must be >= 1")
+        require(0 <= self.max_wait_ms <= 1000, "max_wait_ms", "must be in [0, 1000]")
+        require(self.max_history is None or self.max_history >= 1, "max_history", "must be >= 1")
+        require(self.beam_size >= 1, "beam_size", "must be >= 1")
+
+
+class Service:
+    def __init__(self, data: PreparedData, engine: Engine, cfg: ServeConfig, log: EventLog | None = None,
+                 replayed: Sequence[LoggedEvent] = ()) -> None:
+        if engine.num_items != len(data.items):
+            raise GensarError(f"engine knows {engine.num_items} items, the prepared data {len(data.items)}")
+        self.data = data
+        self.engine = engine
+        self.cfg = cfg
+        self.log = log
+        self.item_ids: list[str] = data.items["item_id"].tolist()
+        self.titles: list[str] = data.items["title"].tolist()
+        self.index = data.item_index
+        self.max_history = cfg.max_history or int(data.manifest.get("options", {}).get("max_history") or FALLBACK_HISTORY)
+        self.histories = UserHistories(data.events)
+        self.histories.add_all(log.records if log is not None else replayed)
+
+    @classmethod
+    def open(cls, run_dir: str | Path, cfg: ServeConfig, events_log: str | Path | None = None,
+             writable: bool = True) -> Service:
+        """Load a run directory. ``writable``: take the events log for appending (one server);
+        otherwise replay it read-only (CLI queries next to a running server)."""
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise GensarError(f"{run_dir}: run directory not found")
+        data = PreparedData.load(run_dir / "data")
+        if cfg.engine == "fake":
+            from gensar.serve.fake import FakeEngine
+
+            engine: Engine = FakeEngine(data.items, data.events)
+        else:
+            from gensar.serve.generative import GenerativeEngine
+
+            engine = GenerativeEngine.from_run_dir(run_dir, data, beam_size=cfg.beam_size)
+        log_path = Path(events_log) if events_log is not None else run_dir / EVENTS_LOG_NAME
+        known = data.item_index.__contains__
+        if writable:
+            return cls(data, engine, cfg, log=EventLog(log_path, known))
+        records, _ = read_log(log_path, known)
+        return cls(data, engine, cfg, replayed=records)
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+    # ---- batched answers (called from one worker thread) -----------------------------------
+    def recommend(self, requests: Sequence[RecommendRequest]) -> list[RecommendResponse]:
+        histories = [self._history(r.user_id) for r in requests]
+        ranked = self.engine.recommend(histories, max(r.k for r in requests))
+        return [RecommendResponse(user_id=r.user_id, known_user=r.user_id in self.histories,
+                                  history_length=self.histories.length(r.user_id), items=self._items(rank, r.k))
+                for r, rank in zip(requests, ranked, strict=True)]
+
+    def search(self, requests: Sequence[SearchRequest]) -> list[SearchResponse]:
+        histories = [self._history(r.user_id) for r in requests]
+        ranked = self.engine.search([r.query for r in requests], histories, max(r.k for r in requests))
+        return [SearchResponse(query=r.query, user_id=r.user_id, known_user=r.user_id in self.histories,
+                               history_length=self.histories.length(r.user_id), items=self._items(rank, r.k))
+                for r, rank in zip(requests, ranked, strict=True)]
+
+    def suggest(self, requests: Sequence[SuggestRequest]) -> list[SuggestResponse]:
+        histories = [self._history(r.user_id) for r in requests]
+        ranked = self.engine.suggest_queries(histories, max(r.k for r in requests))
+        return [SuggestResponse(user_id=r.user_id, known_user=r.user_id in self.histories,
+                                history_length=self.histories.length(r.user_id),
+                                queries=[ScoredQuery(query=q.text, score=q.score)
+                                         for q in rank[: r.k] if math.isfinite(q.score)])
+                for r, rank in zip(requests, ranked, strict=True)]
+
+    # ---- events and lookups ------------------------------------------------------------------
+    def event_problem(self, req: EventRequest) -> str | None:
+        """Why the event cannot be accepted (beyond what the schema checks), or None."""
+        return check_event(req.user_id, self._event(req), self.index.__contains__)
+
+    def add_event(self, req: EventRequest) -> EventResponse:
+        """Log (fsynced) and apply one event; blocking, so call it off the event loop."""
+        if self.log is None:
+            raise GensarError("this service was opened read-only: events cannot be recorded")
+        event = self._event(req)
+        problem = check_event(req.user_id, event, self.index.__contains__)
+        if problem is not None:
+            raise GensarError(problem)
+        record = self.log.append(req.user_id, event, then=self.histories.add)
+        return EventResponse(user_id=req.user_id, seq=record.seq, history_length=self.histories.length(req.user_id))
+
+    def item(self, item_id: str) -> ItemResponse | None:
+        i = self.index.get(item_id)
+        if i is None:
+            return None
+        row = self.data.items.iloc[i]
+        return ItemResponse(item_id=item_id, index=i, title=row["title"], categories=list(row["categories"]),
+                            brand=row["brand"], description=row["description"])
+
+    def history(self, user_id: str, last: int) -> HistoryResponse:
+        events = self.histories.get(user_id, last=last)
+        return HistoryResponse(
+            user_id=user_id, known_user=user_id in self.histories, history_length=self.histories.length(user_id),
+            events=[HistoryEventOut(behavior=e.behavior, query=e.query, timestamp=e.timestamp,  # type: ignore[arg-type]
+                                    items=[ItemRef(item_id=i, title=self.titles[self.index[i]]) for i in e.items])
+                    for e in events])
+
+    # ---- pieces ------------------------------------------------------------------------------
+    def _history(self, user_id: str | None) -> tuple[HistoryEvent, ...]:
+        return self.histories.get(user_id, last=self.max_history)
+
+    @staticmethod
+    def _event(req: EventRequest) -> HistoryEvent:
+        ts = req.timestamp if req.timestamp is not None else int(time.time())
+        return HistoryEvent(req.behavior, req.query, tuple(req.items), ts)
+
+    def _items(self, ranked: Sequence[RankedItem], k: int) -> list[ScoredItem]:
+        # Engines mark "no item" with an invalid index or a -inf score; JSON has no infinities.
+        return [ScoredItem(item_id=self.item_ids[r.index], title=self.titles[r.index], score=r.score)
+                for r in ranked[:k] if 0 <= r.index < len(self.item_ids) and math.isfinite(r.score)]
