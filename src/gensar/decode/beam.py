@@ -82,24 +82,28 @@ def constrained_beam_search(
     input_ids, attention_mask: [B, S] encoder input. prefix_tokens: [P] or [B, P] tokens forced after
     the decoder start token (P may be 0); they are not part of the score. ``roots`` [B] picks each
     example's root in a forest; by default root 0 for a one-root trie, root b for a forest of B roots.
+    Runs on the model's device (move a reused trie there once with ``trie.to``); results are on CPU.
     """
     batch = input_ids.shape[0]
+    device = input_ids.device
+    if trie.device != device:
+        trie = trie.to(device)
     top_k = beam_size if top_k is None else top_k
     _check_sizes(beam_size, top_k)
     if roots is None:
         if trie.num_roots not in (1, batch):
             raise GensarError(f"trie has {trie.num_roots} roots for a batch of {batch}: pass roots=")
-        roots = torch.zeros(batch, dtype=torch.long) if trie.num_roots == 1 else trie.roots
-    roots = roots.long()
+        roots = torch.zeros(batch, dtype=torch.long, device=device) if trie.num_roots == 1 else trie.roots
+    roots = roots.to(device, torch.long)
     if roots.shape != (batch,) or (batch and (int(roots.min()) < 0 or int(roots.max()) >= trie.num_roots)):
         raise GensarError(f"roots must be {batch} root ids in [0, {trie.num_roots})")
 
     def candidates(nodes: torch.Tensor, hidden: torch.Tensor, head: OutputHead):
         tok, child = trie.children(nodes)  # [R, C]
         if tok.shape[1] == 0:  # every row is a leaf or dead: keep one slot for the "stay" candidate
-            tok = torch.full((nodes.shape[0], 1), -1, dtype=torch.long)
+            tok = nodes.new_full((nodes.shape[0], 1), -1)
             child = tok.clone()
-        logp = head.logits_at(hidden, tok) - head.logsumexp(hidden)[:, None]  # [R, C]
+        logp = head.logits_at(hidden, tok).float() - head.logsumexp(hidden).float()[:, None]  # [R, C]
         logp = logp.masked_fill(tok < 0, NEG_INF)
         finished = trie.item_at(nodes) >= 0  # [R]
         if bool(finished.any()):
@@ -116,13 +120,13 @@ def constrained_beam_search(
         nodes, scores, tokens = _beam_loop(
             decoder, first_hidden, roots, trie.max_depth, beam_size, candidates
         )
-    items = trie.item_at(nodes[:, :top_k])  # [B, K]
-    scores = scores[:, :top_k]
+    items = trie.item_at(nodes[:, :top_k]).cpu()  # [B, K]
+    scores, tokens = scores[:, :top_k].cpu(), tokens[:, :top_k].cpu()
     valid = (items >= 0) & torch.isfinite(scores)
     return RankedItems(
         items=torch.where(valid, items, -1),
         scores=scores.masked_fill(~valid, NEG_INF),
-        tokens=tokens[:, :top_k].masked_fill(~valid[..., None], -1),
+        tokens=tokens.masked_fill(~valid[..., None], -1),
     )
 
 
@@ -145,14 +149,14 @@ def beam_search(
     def candidates(state: torch.Tensor, hidden: torch.Tensor, head: OutputHead):
         # The best beam_size tokens of each row are the only ones that can survive the step.
         top, tok, lse = head.topk(hidden, min(beam_size, head.vocab_size))  # [R, C], [R, C], [R]
-        return tok, torch.zeros_like(tok), top - lse[:, None]
+        return tok, torch.zeros_like(tok), top.float() - lse.float()[:, None]
 
     with torch.inference_mode():
         decoder = T5BeamDecoder(model, input_ids, attention_mask)
         first_hidden = decoder.start(prefix_matrix(prefix_tokens, batch))
-        state0 = torch.zeros(batch, dtype=torch.long)
+        state0 = torch.zeros(batch, dtype=torch.long, device=input_ids.device)
         _, scores, tokens = _beam_loop(decoder, first_hidden, state0, num_steps, beam_size, candidates)
-    return RankedSequences(tokens=tokens[:, :top_k], scores=scores[:, :top_k])
+    return RankedSequences(tokens=tokens[:, :top_k].cpu(), scores=scores[:, :top_k].cpu())
 
 
 def _beam_loop(
@@ -166,8 +170,8 @@ def _beam_loop(
     """Shared loop. Returns (state [B, beam], scores [B, beam] sorted descending, tokens [B, beam, steps])."""
     batch = state.shape[0]
     rows = 1  # rows per example: 1 before the first expansion, then beam_size
-    scores = torch.zeros(batch)  # [B*rows]
-    tokens = torch.zeros(batch, 0, dtype=torch.long)  # [B*rows, t]
+    scores = hidden.new_zeros(batch, dtype=torch.float32)  # [B*rows]
+    tokens = state.new_zeros(batch, 0, dtype=torch.long)  # [B*rows, t]
     state = state.long()
     for t in range(num_steps):
         tok, nxt, logp = candidates(state, hidden, decoder.head)  # [B*rows, C]
@@ -178,7 +182,8 @@ def _beam_loop(
         top, idx = total.topk(beam_size, dim=1)  # [B, beam]
         idx = idx.clamp(max=rows * width - 1)  # padded slots point anywhere; their score is -inf
         dead = torch.isinf(top)
-        origin = (torch.arange(batch)[:, None] * rows + idx // width).view(-1)  # [B*beam] rows continued
+        first_row = torch.arange(batch, device=idx.device)[:, None] * rows  # [B, 1]
+        origin = (first_row + idx // width).view(-1)  # [B*beam] rows continued
         new_tok = tok.view(batch, -1).gather(1, idx).masked_fill(dead, -1).view(-1)  # [B*beam]
         state = nxt.view(batch, -1).gather(1, idx).masked_fill(dead, -1).view(-1)  # [B*beam]
         tokens = torch.cat([tokens[origin], new_tok[:, None]], dim=1)  # [B*beam, t+1]

@@ -51,7 +51,10 @@ class T5BeamDecoder:
         self.batch = enc.shape[0]
         self.min_value = torch.finfo(enc.dtype).min
         keep = attention_mask.bool()[:, None, None, :]  # [B, 1, 1, S]
-        self.cross_bias = torch.zeros(keep.shape, dtype=enc.dtype).masked_fill(~keep, self.min_value)
+        self.device = enc.device
+        self.cross_bias = torch.zeros(keep.shape, dtype=enc.dtype, device=self.device).masked_fill(
+            ~keep, self.min_value
+        )
         self.cross_k, self.cross_v = [], []  # per layer [B, H, S, d_kv]
         for block in self.blocks:
             attn = block.layer[1].EncDecAttention
@@ -63,8 +66,8 @@ class T5BeamDecoder:
 
     def start(self, prefix_tokens: torch.Tensor) -> torch.Tensor:
         """Feed ``[start] + prefix_tokens`` [B, P]; hidden state for the next token [B, d]."""
-        start = torch.full((prefix_tokens.shape[0], 1), self.start_token_id, dtype=torch.long)
-        return self._forward(torch.cat([start, prefix_tokens.long()], dim=1))
+        start = torch.full((prefix_tokens.shape[0], 1), self.start_token_id, device=self.device)
+        return self._forward(torch.cat([start, prefix_tokens.to(self.device, torch.long)], dim=1))
 
     def advance(self, origin: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Row r continues row ``origin[r]`` (same example) with ``tokens[r]`` (-1 = pad); [R, d]."""
@@ -111,10 +114,10 @@ class T5BeamDecoder:
         return x * self.scale
 
     def _self_bias(self, new: int) -> torch.Tensor:
-        """Causal relative position bias of ``new`` queries after ``past`` cached tokens: [1, H, T, past+T]."""
+        """Causal relative position bias, ``new`` queries after ``past`` cached ones: [1, H, T, past+T]."""
         sa = self.blocks[0].layer[0].SelfAttention
-        query_pos = torch.arange(self.past, self.past + new)[:, None]  # [T, 1]
-        key_pos = torch.arange(self.past + new)[None, :]  # [1, past+T]
+        query_pos = torch.arange(self.past, self.past + new, device=self.device)[:, None]  # [T, 1]
+        key_pos = torch.arange(self.past + new, device=self.device)[None, :]  # [1, past+T]
         buckets = sa._relative_position_bucket(
             key_pos - query_pos, bidirectional=False, num_buckets=sa.relative_attention_num_buckets,
             max_distance=sa.relative_attention_max_distance,

@@ -22,6 +22,7 @@ Python over the batch.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -169,8 +170,17 @@ class IdTrie:
         return sum(a.element_size() * a.nelement() for a in arrays)
 
     @property
+    def device(self) -> torch.device:
+        return self.token.device
+
+    @property
     def roots(self) -> torch.Tensor:
-        return torch.arange(self.num_roots, dtype=torch.int64)  # [R]
+        return torch.arange(self.num_roots, dtype=torch.int64, device=self.device)  # [R]
+
+    def to(self, device: torch.device | str) -> IdTrie:
+        """The same trie with its arrays on ``device`` (queries then take node ids on that device)."""
+        arrays = ("token", "parent", "first_child", "num_children", "item")
+        return dataclasses.replace(self, **{name: getattr(self, name).to(device) for name in arrays})
 
     # ---- batched queries ---------------------------------------------------------------
     def children(self, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,7 +194,7 @@ class IdTrie:
         safe = flat.clamp(min=0)
         count = torch.where(alive, self.num_children[safe].long(), 0)  # [R]
         width = int(count.max()) if flat.numel() else 0
-        slots = torch.arange(width)  # [C]
+        slots = torch.arange(width, device=flat.device)  # [C]
         valid = slots < count[:, None]  # [R, C]
         child = torch.where(valid, self.first_child[safe].long()[:, None] + slots, -1)  # [R, C]
         tok = torch.where(valid, self.token[child.clamp(min=0)].long(), -1)  # [R, C]
@@ -193,7 +203,7 @@ class IdTrie:
     def allowed_mask(self, nodes: torch.Tensor, vocab_size: int) -> torch.Tensor:
         """[*nodes.shape, vocab_size] bool: which next tokens keep each node on a valid identifier."""
         tok, _ = self.children(nodes.reshape(-1))  # [R, C]
-        mask = torch.zeros(tok.shape[0], vocab_size, dtype=torch.bool)
+        mask = torch.zeros(tok.shape[0], vocab_size, dtype=torch.bool, device=tok.device)
         rows, slots = (tok >= 0).nonzero(as_tuple=True)
         mask[rows, tok[rows, slots]] = True
         return mask.view(*nodes.shape, vocab_size)
@@ -213,7 +223,7 @@ class IdTrie:
 
     def depth_of(self, nodes: torch.Tensor) -> torch.Tensor:
         """Depth of each node (roots are at 0), int64; -1 for dead nodes."""
-        depth = torch.zeros(nodes.shape, dtype=torch.int64)
+        depth = torch.zeros(nodes.shape, dtype=torch.int64, device=nodes.device)
         cur = nodes.long()
         for _ in range(self.max_depth):
             up = torch.where(cur >= 0, self.parent[cur.clamp(min=0)].long(), -1)
