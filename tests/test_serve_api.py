@@ -454,7 +454,7 @@ def test_generative_run_dir_serves_over_http(tmp_path):
     from gensar.config import to_dict
     from gensar.model.backbone import save_model
     from gensar.model.train import ModelRunConfig, TrainConfig
-    from gensar.serve.generative import MODEL_CONFIG_NAME
+    from gensar.model.trained import MODEL_CONFIG_NAME
 
     data = make_tiny_prepared()
     engine, ids, tok = _tiny_generative(data, beam_size=10)

@@ -19,14 +19,12 @@ batch in one encoder pass and one beam search (``gensar.decode.beam``).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from gensar.config import from_dict
 from gensar.data.prepared import PreparedData
 from gensar.data.schema import SEARCH
 from gensar.decode.beam import constrained_beam_search
@@ -45,8 +43,6 @@ from gensar.model.tasks import (
     TaskConfig,
 )
 from gensar.serve.engine import History, RankedItem, RankedQuery
-
-MODEL_CONFIG_NAME = "gensar_model.json"  # written by gensar.model.train next to the weights
 
 
 class GenerativeEngine:
@@ -79,26 +75,16 @@ class GenerativeEngine:
     def from_run_dir(cls, run_dir: str | Path, data: PreparedData | None = None, beam_size: int = 30) -> GenerativeEngine:
         """Load ``RUN_DIR/model`` (weights, tokenizer, ``gensar_model.json``) and the item IDs
         (``model/item_ids.json``, the IDs it was trained with, else ``ids/item_ids.json``)."""
-        from gensar.model.backbone import load_model
-        from gensar.model.train import ModelRunConfig
+        from gensar.model.trained import TrainedModel
 
         run_dir = Path(run_dir)
         model_dir = run_dir / "model"
         data = data if data is not None else PreparedData.load(run_dir / "data")
-        cfg_path = model_dir / MODEL_CONFIG_NAME
-        if not cfg_path.is_file():
-            raise GensarError(f"{cfg_path}: missing (not a model directory written by `gensar train`)")
-        try:
-            raw = json.loads(cfg_path.read_text(encoding="utf-8"))["config"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise GensarError(f"{cfg_path}: not a gensar model config") from None
-        cfg = from_dict(ModelRunConfig, raw)
         ids_path = model_dir / "item_ids.json"
         if not ids_path.is_file():
             ids_path = run_dir / "ids" / "item_ids.json"
-        ids = IdMaps.load(ids_path)
-        model, tokenizer = load_model(model_dir)
-        return cls(model, tokenizer, ids, data, cfg.tasks, cfg.train.max_input_len, beam_size)
+        t = TrainedModel.load(model_dir, ids_path)
+        return cls(t.model, t.tokenizer, t.ids, data, t.config.tasks, t.config.train.max_input_len, beam_size)
 
     # ---- Engine ------------------------------------------------------------------------
     def recommend(self, histories: Sequence[History], k: int) -> list[list[RankedItem]]:
