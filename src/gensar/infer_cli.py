@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from gensar.config import from_dict
 from gensar.errors import GensarError, InputError
+from gensar.io import text_lines
 
 Req = TypeVar("Req", bound=BaseModel)
 
@@ -151,13 +152,7 @@ def _read_requests(path: Path, cls: type[Req]) -> list[Req]:
     if not path.is_file():
         raise InputError("file not found", path=path)
     requests = []
-    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InputError("not UTF-8", path=path, line=lineno) from None
-        if not line.strip():
-            continue
+    for lineno, line in text_lines(path.read_bytes(), path):
         try:
             requests.append(cls.model_validate_json(line))
         except ValidationError as err:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gensar.errors import GensarError
+from gensar.errors import GensarError, InputError
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -71,3 +71,14 @@ def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, out)
+
+
+def text_lines(data: bytes, path: str | Path) -> Iterator[tuple[int, str]]:
+    """Non-blank lines of UTF-8 ``data`` as (1-based line number, text); bad bytes name the line."""
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError("not UTF-8", path=path, line=lineno) from None
+        if line.strip():
+            yield lineno, line

@@ -36,6 +36,7 @@ import pandas as pd
 
 from gensar.data.schema import REC, SEARCH
 from gensar.errors import GensarError, InputError
+from gensar.io import text_lines
 from gensar.serve.engine import HistoryEvent
 
 log = logging.getLogger(__name__)
@@ -106,13 +107,7 @@ def read_log(path: str | Path, known_item: Callable[[str], bool]) -> tuple[list[
         log.warning("%s: skipping a torn last line (%d bytes; the server was stopped mid-write, "
                     "the event was never acknowledged)", path, len(data) - good)
     records: list[LoggedEvent] = []
-    for lineno, raw in enumerate(data[:good].split(b"\n")[:-1], start=1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InputError("not UTF-8", path=path, line=lineno) from None
-        if not line.strip():
-            continue
+    for lineno, line in text_lines(data[:good], path):
         rec = parse_line(line, path, lineno, known_item)
         expected = records[-1].seq + 1 if records else 1
         if rec.seq != expected:
