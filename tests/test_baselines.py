@@ -4,13 +4,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import make_tiny_prepared
 
 from gensar.baselines.bm25 import bm25_scores
 from gensar.baselines.popularity import item_popularity, popularity_scores
 from gensar.cli import main
 from gensar.eval.candidates import candidate_matrix, eval_examples, evaluate_scores
-
-from conftest import make_tiny_prepared
 
 
 def test_evaluate_scores_hand_computed():

@@ -4,13 +4,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import pytest
+from conftest import make_tiny_prepared
 
 from gensar.config import from_dict, load_config, require
 from gensar.data.prepared import PreparedData
 from gensar.errors import ConfigError, InputError
 from gensar.io import atomic_dir
-
-from conftest import make_tiny_prepared
 
 
 @dataclass(frozen=True)
@@ -46,10 +45,9 @@ def test_config_strict_and_overrides(tmp_path):
 
 def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
     out = tmp_path / "out"
-    with pytest.raises(RuntimeError):
-        with atomic_dir(out) as tmp:
-            (tmp / "half.txt").write_text("x")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_dir(out) as tmp:
+        (tmp / "half.txt").write_text("x")
+        raise RuntimeError("boom")
     assert not out.exists()
     assert list(tmp_path.iterdir()) == []
 

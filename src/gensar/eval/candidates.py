@@ -42,4 +42,4 @@ def evaluate_scores(scores: np.ndarray, candidates: np.ndarray) -> dict[str, flo
         raise ValueError(f"scores {scores.shape} do not match candidates {candidates.shape}")
     scores = np.where(candidates >= 0, scores, -np.inf)  # [n, C]
     ranks = rank_of_target(scores, np.zeros(len(scores), dtype=np.int64))  # [n]
-    return summarize(ranks) | {"n": int(len(ranks))}
+    return summarize(ranks) | {"n": len(ranks)}

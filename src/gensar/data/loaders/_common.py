@@ -8,6 +8,7 @@ drops items nobody interacted with, builds the canonical tables and validates th
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from collections.abc import Iterator
@@ -136,9 +137,9 @@ def parse_int(value: str, path: Path, line: int, field: str) -> int:
         number = float(text)
     except ValueError:
         raise InputError(f"expected a number, got '{value}'", path=path, line=line, field=field) from None
-    if number != number or number in (float("inf"), float("-inf")):
+    if not math.isfinite(number):
         raise InputError(f"expected a finite number, got '{value}'", path=path, line=line, field=field)
-    return int(round(number))
+    return round(number)
 
 
 def finish(

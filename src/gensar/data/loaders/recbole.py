@@ -171,8 +171,7 @@ def read_index_map(path: Path) -> dict[str, str]:
 def _text_segments(text: str) -> list[str]:
     """'T. C. B. ' -> ['T', 'C', 'B'] (a title or brand may itself contain '. ')."""
     body = text.strip()
-    if body.endswith("."):
-        body = body[:-1]
+    body = body.removesuffix(".")
     return [s.strip() for s in body.split(". ")]
 
 
