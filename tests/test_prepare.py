@@ -298,6 +298,7 @@ def test_cli_prepare_stats_round_trip_and_errors(tmp_path, capsys):
         ([str(src), "--kcore", "1000"], "removed every interaction"),
         ([str(src), "--set", "bogus=1"], "unknown config key 'bogus'"),
         ([str(src), "--search-ratio", "2"], "'search_ratio': must be in [0, 1]"),
+        ([str(out)], "is a prepared data directory"),
     ]:
         assert main(["prepare", *args, "--out", str(bad)]) == 2
         err = capsys.readouterr().err

@@ -41,6 +41,10 @@ def detect_format(source: str | Path) -> str:
     from gensar.data.loaders.recbole import find_recbole_files, looks_like_recbole
 
     path = Path(source)
+    if path.is_dir() and (path / "manifest.json").is_file() and (path / "examples.parquet").is_file():
+        raise InputError("is a prepared data directory (the output of `gensar prepare`), not a raw dataset: "
+                         "pass it to `gensar ids`/`train`/`baseline`, or prepare the original source",
+                         path=path)
     if _is_canonical(path):
         return "canonical"
     if looks_like_kuaisar(path):
@@ -69,7 +73,7 @@ def detect_format(source: str | Path) -> str:
     )
 
 
-def load_dataset(source: str | Path, format: Format = "auto") -> RawDataset:  # noqa: A002 - the CLI's name
+def load_dataset(source: str | Path, format: Format = "auto") -> RawDataset:
     """Load ``source`` as canonical items and events (validated with ``schema.validate``)."""
     if format == "auto":
         format = detect_format(source)  # type: ignore[assignment]
