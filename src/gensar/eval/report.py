@@ -3,13 +3,20 @@
 Each RUN_DIR holds a ``metrics.json`` from ``gensar pipeline``/``evaluate`` (GenSAR runs),
 ``gensar baseline`` or ``gensar sasrec``; all of them carry ``{split: {behavior: metrics}}``
 (SASRec's flat ``{split: metrics}`` is read as the rec task).
+
+Runs on the same data whose configs are equal up to keys named ``seed`` are one method: the table
+shows their mean ± sample standard deviation, and the number of seeds.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import statistics
 from pathlib import Path
+
+import yaml
 
 from gensar.errors import GensarError
 from gensar.io import atomic_dir
@@ -42,39 +49,100 @@ def read_run(path: str | Path) -> dict:
         data = json.loads((run_dir / "data" / "manifest.json").read_text(encoding="utf-8")).get("source")
     config = next((str(run_dir / c) for c in ("pipeline.yaml", "config.yaml") if (run_dir / c).is_file()), None)
     return {"name": raw.get("label") or run_dir.name, "path": str(run_dir), "metrics": metrics,
-            "data": data or raw.get("data"), "config": config}
+            "data": data or raw.get("data"), "config": config, "train_seconds": _train_seconds(run_dir, raw)}
 
 
-def markdown_table(runs: list[dict], split: str) -> str:
-    head = "| method | " + " | ".join(f"rec {m}" for m in METRICS) + " | " + \
-        " | ".join(f"search {m}" for m in METRICS) + " |"
-    lines = [head, "|" + "---|" * (1 + 2 * len(METRICS))]
+def _train_seconds(run_dir: Path, raw: dict) -> float | None:
+    state = run_dir / "model" / "train_state.json"
+    if state.is_file():  # a generative run: the model's training time
+        return json.loads(state.read_text(encoding="utf-8")).get("timings", {}).get("train_seconds")
+    return raw.get("train_seconds")  # SASRec; the other baselines do not train
+
+
+def _without_seeds(obj):
+    if isinstance(obj, dict):
+        return {k: _without_seeds(v) for k, v in obj.items() if k != "seed"}
+    if isinstance(obj, list):
+        return [_without_seeds(v) for v in obj]
+    return obj
+
+
+def group_runs(runs: list[dict]) -> list[dict]:
+    """Runs equal up to their seeds, merged into one row: per-metric mean and standard deviation."""
+    groups: dict[str, list[dict]] = {}
     for run in runs:
+        if run["config"] is None:  # nothing to compare: a run of its own
+            key = json.dumps([run["path"]])
+        else:
+            config = yaml.safe_load(Path(run["config"]).read_text(encoding="utf-8"))
+            key = json.dumps([run["data"], _without_seeds(config)], sort_keys=True, default=str)
+        groups.setdefault(key, []).append(run)
+    rows = []
+    for members in groups.values():
+        first = members[0]
+        name = first["name"] if len(members) == 1 else re.sub(r"[-_](s|seed)\d+$", "", first["name"])
+        metrics: dict = {}
+        for split in ("valid", "test"):
+            for behavior in ("rec", "search"):
+                blocks = [m["metrics"].get(split, {}).get(behavior) for m in members]
+                if any(b is None for b in blocks):
+                    continue
+                metrics.setdefault(split, {})[behavior] = {
+                    k: _mean_std([b[k] for b in blocks]) for k in METRICS}
+        times = [m["train_seconds"] for m in members if m["train_seconds"] is not None]
+        rows.append({"name": name, "seeds": len(members), "runs": [m["path"] for m in members],
+                     "data": first["data"], "config": first["config"], "metrics": metrics,
+                     "train_seconds": _mean_std(times) if times else None})
+    return rows
+
+
+def _mean_std(values: list[float]) -> dict:
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values)}
+
+
+def _cell(stat: dict | None, digits: int = 4) -> str:
+    if stat is None:
+        return "–"
+    if stat["n"] == 1:
+        return f"{stat['mean']:.{digits}f}"
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def markdown_table(rows: list[dict], split: str) -> str:
+    """One line per method (from ``group_runs``): metrics for both tasks, seeds, training minutes."""
+    head = "| method | seeds | " + " | ".join(f"rec {m}" for m in METRICS) + " | " + \
+        " | ".join(f"search {m}" for m in METRICS) + " | train min |"
+    lines = [head, "|" + "---|" * (3 + 2 * len(METRICS))]
+    for row in rows:
         cells = []
         for behavior in ("rec", "search"):
-            m = run["metrics"].get(split, {}).get(behavior)
-            cells += [f"{m[k]:.4f}" if m else "–" for k in METRICS]
-        lines.append(f"| {run['name']} | " + " | ".join(cells) + " |")
+            m = row["metrics"].get(split, {}).get(behavior)
+            cells += [_cell(m[k] if m else None) for k in METRICS]
+        t = row["train_seconds"]
+        minutes = None if t is None else {"mean": t["mean"] / 60, "std": t["std"] / 60, "n": t["n"]}
+        lines.append(f"| {row['name']} | {row['seeds']} | " + " | ".join(cells) + f" | {_cell(minutes, 1)} |")
     return "\n".join(lines)
 
 
-def tradeoff_plot(runs: list[dict], split: str, path: Path) -> None:
+def tradeoff_plot(rows: list[dict], split: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
-    for run in runs:
-        m = run["metrics"].get(split, {})
+    for row in rows:
+        m = row["metrics"].get(split, {})
         rec = m.get("rec", {}).get("hr@10")
         search = m.get("search", {}).get("hr@10")
         if rec is None and search is None:
             continue
         # A single-task method sits on its axis: it does not do the other task.
-        x, y = (rec or 0.0), (search or 0.0)
-        ax.scatter([x], [y], s=40)
-        ax.annotate(run["name"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        x, y = (rec["mean"] if rec else 0.0), (search["mean"] if search else 0.0)
+        ax.errorbar([x], [y], xerr=[rec["std"] if rec else 0.0], yerr=[search["std"] if search else 0.0],
+                    fmt="o", ms=6, capsize=3)
+        ax.annotate(row["name"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
     ax.set_xlabel(f"recommendation HR@10 ({split})")
     ax.set_ylabel(f"search HR@10 ({split})")
     ax.set_title("Search vs recommendation trade-off")
@@ -87,15 +155,19 @@ def tradeoff_plot(runs: list[dict], split: str, path: Path) -> None:
 
 
 def write_report(paths: list[str], out: str | Path, split: str = "test", overwrite: bool = False) -> Path:
-    runs = [read_run(p) for p in paths]
+    rows = group_runs([read_run(p) for p in paths])
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        lines = ["# gensar report", "", f"Split: **{split}** (sampled protocol: target + 99 candidates).", "",
-                 markdown_table(runs, split), "", "![trade-off](tradeoff.png)", "", "## Runs", ""]
-        for run in runs:
-            lines.append(f"- **{run['name']}**: `{run['path']}`; data: {run['data'] or 'n/a'}; "
-                         f"config: {run['config'] or 'n/a'}")
+        lines = ["# gensar report", "", (f"Split: **{split}** (sampled protocol: target + 99 candidates). "
+                                          "Several seeds: mean ± sample standard deviation."), "",
+                 markdown_table(rows, split), "", "![trade-off](tradeoff.png)", "", "## Runs", ""]
+        for row in rows:
+            paths_md = ", ".join(f"`{p}`" for p in row["runs"])
+            lines.append(f"- **{row['name']}**: {paths_md}; data: {row['data'] or 'n/a'}; "
+                         f"config: {row['config'] or 'n/a'}")
         (tmp / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        tradeoff_plot(runs, split, tmp / "tradeoff.png")
+        (tmp / "report.json").write_text(json.dumps({"split": split, "methods": rows}, indent=1) + "\n",
+                                         encoding="utf-8")
+        tradeoff_plot(rows, split, tmp / "tradeoff.png")
     return Path(out)
 
 

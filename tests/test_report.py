@@ -1,0 +1,59 @@
+"""`gensar report`: seed grouping, mean ± std by hand, training time, table and plot files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gensar.cli import main
+from gensar.eval.report import METRICS, group_runs, read_run
+
+
+def _run(root: Path, name: str, rec_hr10: float, search_hr10: float | None, seed: int | None,
+         lr: float = 0.002, train_seconds: float | None = None) -> Path:
+    run = root / name
+    run.mkdir()
+    block = {"rec": {k: rec_hr10 for k in METRICS}}
+    if search_hr10 is not None:
+        block["search"] = {k: search_hr10 for k in METRICS}
+    (run / "metrics.json").write_text(json.dumps({"method": "gensar", "test": block}))
+    if seed is not None:
+        (run / "pipeline.yaml").write_text(
+            f"data: {{source: x, prepare: {{seed: 0}}}}\nmodel: {{train: {{seed: {seed}, lr: {lr}}}}}\n")
+    if train_seconds is not None:
+        (run / "model").mkdir()
+        (run / "model" / "train_state.json").write_text(json.dumps({"timings": {"train_seconds": train_seconds}}))
+    return run
+
+
+def test_runs_equal_up_to_seeds_are_one_row(tmp_path):
+    paths = [_run(tmp_path, "joint-s0", 0.40, 0.30, 0, train_seconds=600),
+             _run(tmp_path, "joint-s1", 0.44, 0.34, 1, train_seconds=660),
+             _run(tmp_path, "joint-s2", 0.48, 0.32, 2, train_seconds=720),
+             _run(tmp_path, "joint-lr", 0.50, 0.20, 0, lr=0.01),
+             _run(tmp_path, "bm25", 0.10, None, None)]
+    rows = group_runs([read_run(p) for p in paths])
+    assert [r["name"] for r in rows] == ["joint", "joint-lr", "bm25"]
+    joint = rows[0]
+    assert joint["seeds"] == 3
+    rec = joint["metrics"]["test"]["rec"]["hr@10"]
+    assert rec["mean"] == pytest.approx(0.44) and rec["std"] == pytest.approx(0.04)  # sample std of .40/.44/.48
+    search = joint["metrics"]["test"]["search"]["ndcg@5"]
+    assert search["mean"] == pytest.approx(0.32) and search["std"] == pytest.approx(0.02)
+    assert joint["train_seconds"]["mean"] == pytest.approx(660) and joint["train_seconds"]["std"] == pytest.approx(60)
+    assert rows[1]["seeds"] == 1 and rows[1]["train_seconds"] is None
+    assert "search" not in rows[2]["metrics"]["test"]
+
+
+def test_report_cli_writes_table_json_and_plot(tmp_path, capsys):
+    paths = [_run(tmp_path, "a-s0", 0.40, 0.30, 0, train_seconds=600), _run(tmp_path, "a-s1", 0.44, 0.34, 1,
+                                                                           train_seconds=660)]
+    out = tmp_path / "rep"
+    assert main(["report", *map(str, paths), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "| a | 2 | 0.4200 ± 0.0283 |" in text and "| 10.5 ± 0.7 |" in text
+    data = json.loads((out / "report.json").read_text())
+    assert data["methods"][0]["metrics"]["test"]["search"]["hr@10"]["mean"] == pytest.approx(0.32)
+    assert (out / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
