@@ -12,10 +12,10 @@ from gensar.cli import main
 from gensar.config import load_config
 from gensar.data.prepared import PreparedData
 from gensar.decode.beam import constrained_beam_search
-from gensar.errors import ConfigError
+from gensar.errors import ConfigError, GensarError
 from gensar.ids.trie import IdTrie
 from gensar.model.scoring import pad_batch
-from gensar.model.tasks import example_samples
+from gensar.model.tasks import TASKS, example_samples
 from gensar.model.trained import ID_KIND, TrainedModel
 from gensar.pipeline import PipelineConfig, builtin_config, run_pipeline
 
@@ -54,6 +54,19 @@ def test_rerun_skips_finished_stages_and_reruns_changed_ones(tiny_run, capsys):
     out = capsys.readouterr().out
     assert out.count("up to date, skipped") == 3 and "evaluate: running" in out
     assert (tiny_run / "model" / "config.json").stat().st_mtime_ns == model_mtime
+
+
+def test_reuse_copies_matching_stages_from_another_run(tiny_run, tmp_path, capsys):
+    run = tmp_path / "sweep"
+    cfg = load_config(PipelineConfig, builtin_config("tiny"), ["model.train.seed=7"])
+    run_pipeline(cfg, run, reuse=tiny_run)
+    out = capsys.readouterr().out
+    assert "data: copied from" in out and "ids: copied from" in out and "model: running" in out
+    assert (run / "ids" / "item_ids.json").read_bytes() == (tiny_run / "ids" / "item_ids.json").read_bytes()
+    run_pipeline(cfg, run, reuse=tiny_run)
+    assert capsys.readouterr().out.count("up to date, skipped") == 4
+    with pytest.raises(GensarError, match="no stages.json"):
+        run_pipeline(cfg, tmp_path / "other", reuse=tmp_path)
 
 
 def test_evaluate_cli_json_and_full_ranking(tiny_run, capsys):
@@ -115,6 +128,54 @@ def test_builtin_configs_load():
     for name in ("tiny", "synthetic", "scientific", "paper-electronics"):
         cfg = load_config(PipelineConfig, builtin_config(name))
         assert isinstance(cfg, PipelineConfig)
+
+
+VARIANTS = ("rec-only", "search-only", "no-aux", "semantic-ids", "collaborative-ids", "tiger")
+
+
+def _variant(name: str) -> Path:
+    return builtin_config("scientific").parent / "variants" / f"{name}.yaml"
+
+
+def test_config_layers_override_key_by_key(tmp_path):
+    base, layer = tmp_path / "base.yaml", tmp_path / "layer.yaml"
+    base.write_text("model: {train: {epochs: 3, lr: 0.01}, tasks: {rec: 2.0}}\neval: {beam_size: 20}\n")
+    layer.write_text("model: {train: {epochs: 5}}\neval: {splits: [test]}\n")
+    cfg = load_config(PipelineConfig, [base, layer], ["model.train.lr=0.5"])
+    assert (cfg.model.train.epochs, cfg.model.train.lr, cfg.model.tasks.rec) == (5, 0.5, 2.0)
+    assert cfg.eval.beam_size == 20 and cfg.eval.splits == ("test",)
+    layer.write_text("model: {train: {epochz: 5}}\n")
+    with pytest.raises(ConfigError, match="model.train.epochz"):
+        load_config(PipelineConfig, [base, layer])
+    with pytest.raises(ConfigError, match="missing.yaml: config file not found"):
+        load_config(PipelineConfig, [base, tmp_path / "missing.yaml"])
+
+
+def test_variant_configs_change_only_what_they_name():
+    base = load_config(PipelineConfig, builtin_config("scientific"))
+    on = {}
+    for name in VARIANTS:
+        cfg = load_config(PipelineConfig, [builtin_config("scientific"), _variant(name)])
+        assert cfg.data == base.data and cfg.eval == base.eval and cfg.model.train == base.model.train
+        on[name] = {t for t in TASKS if cfg.model.tasks.weight(t) > 0}, cfg.ids.rqvae.variant
+    every = {t for t in TASKS if base.model.tasks.weight(t) > 0}
+    assert base.ids.rqvae.variant == "joint" and every == set(TASKS)
+    assert on["rec-only"] == ({"rec"}, "joint")
+    assert on["search-only"] == ({"search"}, "joint")
+    assert on["no-aux"] == ({"rec", "search"}, "joint")
+    assert on["semantic-ids"] == (every, "semantic")
+    assert on["collaborative-ids"] == (every, "collaborative")
+    assert on["tiger"] == ({"rec", "search"}, "semantic")
+
+
+def test_pipeline_cli_layers_a_variant_over_a_config(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["pipeline", "--config", str(builtin_config("tiny")), "--config", str(_variant("rec-only")),
+                 "--out", str(run)]) == 0
+    state = json.loads((run / "model" / "train_state.json").read_text())
+    assert {t for t, n in state["task_counts"].items() if n} == {"rec"}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test"]["rec"]["n"] > 0
 
 
 def _amazon_slice(root: Path, n_users: int = 24, n_items: int = 30) -> Path:

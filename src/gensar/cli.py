@@ -158,10 +158,14 @@ def _add_search(sub: argparse._SubParsersAction) -> Handler:
 
 def _add_pipeline(sub: argparse._SubParsersAction) -> Handler:
     p = sub.add_parser("pipeline", help="prepare -> ids -> train -> evaluate into one run directory (cached stages)")
-    p.add_argument("--config", required=True, help="pipeline YAML (see configs/)")
+    p.add_argument("--config", required=True, action="append",
+                   help="pipeline YAML (see configs/); repeat to layer files, e.g. a dataset config then "
+                        "configs/variants/rec-only.yaml (later files win key by key)")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--force", action="store_true", help="rerun every stage")
+    p.add_argument("--reuse", default=None, metavar="RUN_DIR",
+                   help="copy stages that RUN_DIR finished with the same config instead of recomputing them")
     return "gensar.pipeline:cli_pipeline"
 
 

@@ -62,23 +62,40 @@ def _plain(obj: Any) -> Any:
     return obj
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None) -> T:
-    """Read YAML at ``path`` (optional), apply ``a.b=value`` overrides, build ``cls``."""
+def load_config(cls: type[T], path: str | Path | list[str | Path] | tuple[str | Path, ...] | None = None,
+                overrides: list[str] | None = None) -> T:
+    """Read YAML at ``path`` (optional; a list = layers, later files override earlier ones key by
+    key), apply ``a.b=value`` overrides, build ``cls``."""
+    paths = [] if path is None else list(path) if isinstance(path, (list, tuple)) else [path]
     data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML: {str(err).splitlines()[0]}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
-        data = loaded or {}
+    for layer in paths:
+        merge_into(data, read_yaml(layer))
     for item in overrides or []:
         apply_override(data, item)
     return from_dict(cls, data)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """One config file as a mapping (empty file = empty mapping)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {str(err).splitlines()[0]}") from None
+    if loaded is not None and not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return loaded or {}
+
+
+def merge_into(base: dict[str, Any], layer: dict[str, Any]) -> None:
+    """Deep-merge ``layer`` into ``base``: mappings merge, anything else (lists too) replaces."""
+    for key, value in layer.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge_into(base[key], value)
+        else:
+            base[key] = value
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -74,10 +75,18 @@ def builtin_config(name: str) -> Path:
     return path
 
 
-def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, config_path: str | Path | None = None,
-                 force: bool = False) -> dict:
-    """Run (or resume) every stage into ``run_dir``; returns the metrics."""
+def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, force: bool = False,
+                 reuse: str | Path | None = None) -> dict:
+    """Run (or resume) every stage into ``run_dir``; returns the metrics.
+
+    ``reuse``: another run directory; a stage it finished with the same fingerprint is copied from
+    there instead of recomputed (a sweep over model settings builds its data and IDs once).
+    """
     run = Path(run_dir)
+    donor = Path(reuse) if reuse is not None else None
+    if donor is not None and not (donor / "stages.json").is_file():
+        raise GensarError(f"{donor}: not a pipeline run directory (no stages.json)")
+    donor_done = _read_stages(donor) if donor is not None else {}
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run / "pipeline.yaml", to_yaml(cfg))
     done = _read_stages(run)
@@ -90,6 +99,13 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, config_path: str | Pa
         upstream = fp
         if not force and done.get(stage) == fp and _stage_output(run, stage).exists():
             print(f"[pipeline] {stage}: up to date, skipped")
+            continue
+        if not force and donor is not None and donor_done.get(stage) == fp and _stage_output(donor, stage).exists():
+            _copy_stage(donor, run, stage)
+            done = {k: v for k, v in done.items() if STAGES.index(k) < STAGES.index(stage)}
+            done[stage] = fp
+            atomic_write_json(run / "stages.json", done)
+            print(f"[pipeline] {stage}: copied from {donor}")
             continue
         print(f"[pipeline] {stage}: running")
         start = time.perf_counter()
@@ -109,6 +125,20 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, config_path: str | Pa
 def _stage_output(run: Path, stage: str) -> Path:
     return {"data": run / "data" / "manifest.json", "ids": run / "ids" / "item_ids.json",
             "model": run / "model" / "config.json", "evaluate": run / "metrics.json"}[stage]
+
+
+def _copy_stage(donor: Path, run: Path, stage: str) -> None:
+    """Copy a finished stage's output from ``donor`` (via a temporary name, then rename)."""
+    src = _stage_output(donor, stage)
+    if stage == "evaluate":
+        atomic_write_text(run / src.name, src.read_text(encoding="utf-8"))
+        return
+    name = src.parent.name  # data/, ids/, model/
+    tmp = run / f".{name}.copy"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(donor / name, tmp, ignore=shutil.ignore_patterns("*.ckpt"))
+    shutil.rmtree(run / name, ignore_errors=True)
+    tmp.rename(run / name)
 
 
 def _run_stage(stage: str, cfg: PipelineConfig, run: Path) -> None:
@@ -178,7 +208,7 @@ def format_metrics(metrics: dict) -> str:
 
 def cli_pipeline(args: argparse.Namespace) -> int:
     cfg = load_config(PipelineConfig, args.config, args.overrides)
-    metrics = run_pipeline(cfg, args.out, args.config, force=args.force)
+    metrics = run_pipeline(cfg, args.out, force=args.force, reuse=args.reuse)
     print(format_metrics(metrics))
     return 0
 
@@ -187,7 +217,7 @@ def cli_demo(args: argparse.Namespace) -> int:
     path = builtin_config("synthetic")
     cfg = load_config(PipelineConfig, path, args.overrides)
     start = time.perf_counter()
-    metrics = run_pipeline(cfg, args.out, path, force=args.force)
+    metrics = run_pipeline(cfg, args.out, force=args.force)
     print(f"\ngensar demo: synthetic world, run directory {args.out} ({time.perf_counter() - start:.0f} s)")
     print(format_metrics(metrics))
     return 0

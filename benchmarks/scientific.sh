@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Every amazon-scientific result in benchmarks/README.md ("Search and recommendation results"):
+# GenSAR over 3 seeds, its variants (one config layer each, configs/variants/), the baselines on
+# the same prepared data and candidate lists, then `gensar report`.
+#
+#   benchmarks/scientific.sh            # everything, one job after another (~6 h on 1 core)
+#   benchmarks/scientific.sh a & benchmarks/scientific.sh b   # two lanes, one core each
+#   benchmarks/scientific.sh report
+#
+# Each pipeline run caches its stages: rerunning the script skips what is finished, resumes an
+# interrupted training from its checkpoint, and copies data/IDs from the first run (--reuse).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GENSAR_THREADS="${GENSAR_THREADS:-1}"  # one core per job; two lanes fill this 2-core machine
+P="${RUNS_PREFIX:-runs/sci-}"
+BASE=configs/scientific.yaml
+FIRST="${P}joint-s0"
+
+pipeline() {  # NAME [extra args...]
+  local name=$1; shift
+  local reuse=()
+  [[ "$name" != joint-s0 && -f "$FIRST/stages.json" ]] && reuse=(--reuse "$FIRST")
+  gensar pipeline --config "$BASE" "$@" --out "$P$name" "${reuse[@]}"
+}
+variant() { pipeline "$1" --config "configs/variants/$1.yaml"; }
+wait_for_data() { until [[ -f "$FIRST/ids/item_ids.json" ]]; do sleep 30; done; }
+
+baselines() {
+  wait_for_data
+  local data="$FIRST/data"
+  for seed in 0 1 2; do
+    [[ -f "${P}sasrec-s$seed/metrics.json" ]] || \
+      gensar sasrec "$data" --protocol gensar --set seed=$seed --quiet --out "${P}sasrec-s$seed" --overwrite
+  done
+  for name in popularity bm25 dense; do
+    [[ -f "$P$name/metrics.json" ]] || gensar baseline $name "$data" --out "$P$name" --overwrite
+  done
+}
+
+lane_a() { pipeline joint-s0; pipeline joint-s1 --set model.train.seed=1; pipeline joint-s2 --set model.train.seed=2
+           variant no-aux; variant tiger; }
+lane_b() { wait_for_data; variant rec-only; baselines; variant search-only; variant semantic-ids
+           variant collaborative-ids; }
+
+report() {
+  local runs=()
+  for name in joint-s0 joint-s1 joint-s2 rec-only search-only no-aux semantic-ids collaborative-ids tiger \
+              sasrec-s0 sasrec-s1 sasrec-s2 popularity bm25 dense; do
+    [[ -f "$P$name/metrics.json" ]] && runs+=("$P$name")
+  done
+  gensar report "${runs[@]}" --out "${P}report" --overwrite
+}
+
+case "${1:-all}" in
+  a) lane_a ;;
+  b) lane_b ;;
+  report) report ;;
+  all) lane_a; lane_b; report ;;
+  *) echo "usage: $0 [all|a|b|report]" >&2; exit 2 ;;
+esac
