@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gensar.cli import main
-from gensar.config import load_config
+from gensar.config import load_config, to_dict
 from gensar.data.prepared import PreparedData
 from gensar.decode.beam import constrained_beam_search
 from gensar.errors import ConfigError, GensarError
@@ -67,6 +67,26 @@ def test_reuse_copies_matching_stages_from_another_run(tiny_run, tmp_path, capsy
     assert capsys.readouterr().out.count("up to date, skipped") == 4
     with pytest.raises(GensarError, match="no stages.json"):
         run_pipeline(cfg, tmp_path / "other", reuse=tmp_path)
+
+
+def test_interrupted_training_with_another_config_starts_over(tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    cfg = load_config(PipelineConfig, builtin_config("tiny"))
+    run_pipeline(cfg, run, reuse=tiny_run)  # copies every stage
+    # Leave behind an interrupted training of another config, then change the model config.
+    ckpt = run / "model.ckpt"
+    ckpt.mkdir()
+    old = json.loads(json.dumps(to_dict(cfg.model)))
+    old["train"]["epochs"] = 99
+    (ckpt / "run_config.json").write_text(json.dumps({"config": old, "fingerprint": {}}))
+    capsys.readouterr()
+    changed = load_config(PipelineConfig, builtin_config("tiny"), ["model.train.seed=3"])
+    run_pipeline(changed, run)
+    out = capsys.readouterr().out
+    assert "starting over" in out and "model: done" in out
+    assert not ckpt.exists()
+    state = json.loads((run / "model" / "train_state.json").read_text())
+    assert state["epochs_run"] == cfg.model.train.epochs
 
 
 def test_evaluate_cli_json_and_full_ranking(tiny_run, capsys):

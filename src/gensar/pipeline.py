@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from gensar.config import load_config, require, to_dict, to_yaml
+from gensar.config import from_dict, load_config, require, to_dict, to_yaml
 from gensar.data.prepare import PrepareConfig
 from gensar.data.synth import SynthConfig
 from gensar.errors import GensarError
@@ -162,14 +162,24 @@ def _run_stage(stage: str, cfg: PipelineConfig, run: Path) -> None:
     elif stage == "model":
         from gensar.model.train import checkpoint_dir, train
 
-        resume = (checkpoint_dir(run / "model") / "run_config.json").is_file()
-        train(run / "data", run / "ids", run / "model", None if resume else cfg.model,
-              resume=resume, overwrite=True)
+        saved = checkpoint_dir(run / "model") / "run_config.json"
+        resume = saved.is_file() and _same_model_config(saved, cfg.model)
+        if saved.is_file() and not resume:
+            print("[pipeline] model: the config changed since the interrupted training; starting over")
+        train(run / "data", run / "ids", run / "model", cfg.model, resume=resume, overwrite=True)
     else:
         from gensar.eval.protocol import evaluate_run
 
         metrics = {split: evaluate_run(run, split, cfg.eval) for split in cfg.eval.splits}
         atomic_write_json(run / "metrics.json", {"method": "gensar", **metrics})
+
+
+def _same_model_config(saved: Path, model: ModelRunConfig) -> bool:
+    """Does the interrupted training in ``saved`` (its run_config.json) use exactly ``model``?"""
+    try:
+        return from_dict(ModelRunConfig, json.loads(saved.read_text(encoding="utf-8"))["config"]) == model
+    except (GensarError, KeyError, json.JSONDecodeError):
+        return False
 
 
 def _fingerprint(stage: str, cfg: PipelineConfig, upstream: str) -> str:
