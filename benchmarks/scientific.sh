@@ -37,10 +37,11 @@ baselines() {
   done
 }
 
+# Two lanes of about equal length, most important runs first.
 lane_a() { pipeline joint-s0; pipeline joint-s1 --set model.train.seed=1; pipeline joint-s2 --set model.train.seed=2
-           variant no-aux; variant tiger; }
-lane_b() { wait_for_data; variant rec-only; baselines; variant search-only; variant semantic-ids
            variant collaborative-ids; }
+lane_b() { wait_for_data; variant rec-only; variant search-only; variant no-aux; baselines; variant tiger
+           variant semantic-ids; }
 
 report() {
   local runs=()
