@@ -16,8 +16,7 @@ import re
 import statistics
 from pathlib import Path
 
-import yaml
-
+from gensar.config import read_yaml
 from gensar.errors import GensarError
 from gensar.io import atomic_dir
 
@@ -74,7 +73,7 @@ def group_runs(runs: list[dict]) -> list[dict]:
         if run["config"] is None:  # nothing to compare: a run of its own
             key = json.dumps([run["path"]])
         else:
-            config = yaml.safe_load(Path(run["config"]).read_text(encoding="utf-8"))
+            config = read_yaml(run["config"])
             key = json.dumps([run["data"], _without_seeds(config)], sort_keys=True, default=str)
         groups.setdefault(key, []).append(run)
     rows = []
