@@ -194,6 +194,9 @@ def test_pipeline_cli_layers_a_variant_over_a_config(tmp_path, capsys):
                  "--out", str(run)]) == 0
     state = json.loads((run / "model" / "train_state.json").read_text())
     assert {t for t, n in state["task_counts"].items() if n} == {"rec"}
+    # Validation (early stopping, kept weights) looks at the trained behavior only.
+    last = state["history"][-1]
+    assert "rec_hr@10" in last and "search_hr@10" not in last and last["hr@10"] == last["rec_hr@10"]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test"]["rec"]["n"] > 0
 

@@ -300,7 +300,7 @@ def _run(
     encoder = SampleEncoder(tokenizer, ids, data, cfg.tasks, tc.max_input_len)
     encoded = [encoder.encode(s) for s in mix.samples]
     lengths = np.array([len(x) + len(y) for x, y in encoded], dtype=np.int64)
-    eval_sets = _eval_sets(data, tc)
+    eval_sets = _eval_sets(data, tc, trained_behaviors(cfg.tasks))
 
     usable = mix.epoch_size() - mix.epoch_size() % env.world_size
     global_batch = tc.batch_size * env.world_size
@@ -533,11 +533,19 @@ def _optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=tc.lr)
 
 
-def _eval_sets(data: PreparedData, tc: TrainConfig) -> dict[str, tuple[list[Sample], list[list[str]]]]:
+def trained_behaviors(tasks: TaskConfig) -> tuple[str, ...]:
+    """The behaviors whose history-conditioned task is trained: validation (and so early stopping
+    and the kept weights) looks at these only, or a rec-only model would be picked by its search score."""
+    trained = tuple(b for b in BEHAVIORS if tasks.weight(b) > 0)
+    return trained or BEHAVIORS
+
+
+def _eval_sets(data: PreparedData, tc: TrainConfig,
+               behaviors: tuple[str, ...]) -> dict[str, tuple[list[Sample], list[list[str]]]]:
     """Per behavior: the seeded subsample of valid examples that have candidate lists."""
     lists = data.candidate_lists
     sets = {}
-    for b in BEHAVIORS:
+    for b in behaviors:
         ex = data.split("valid", b)
         ex = ex[ex["example_id"].isin(list(lists))]
         if tc.eval_examples and len(ex) > tc.eval_examples:
