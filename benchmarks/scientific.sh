@@ -41,11 +41,13 @@ baselines() {
 lane_a() { pipeline joint-s0; pipeline joint-s1 --set model.train.seed=1; pipeline joint-s2 --set model.train.seed=2
            variant collaborative-ids; }
 lane_b() { wait_for_data; variant rec-only; variant search-only; variant no-aux; baselines; variant tiger
-           variant semantic-ids; }
+           variant semantic-ids; longer; }
+# Is the gap to SASRec the budget? The rec-only model for 3x the epochs.
+longer() { pipeline rec-only-e18 --config configs/variants/rec-only.yaml --set model.train.epochs=18; }
 
 report() {
   local runs=()
-  for name in joint-s0 joint-s1 joint-s2 rec-only search-only no-aux semantic-ids collaborative-ids tiger \
+  for name in joint-s0 joint-s1 joint-s2 rec-only search-only no-aux semantic-ids collaborative-ids tiger rec-only-e18 \
               sasrec-s0 sasrec-s1 sasrec-s2 popularity bm25 dense; do
     [[ -f "$P$name/metrics.json" ]] && runs+=("$P$name")
   done
@@ -55,7 +57,8 @@ report() {
 case "${1:-all}" in
   a) lane_a ;;
   b) lane_b ;;
+  longer) longer ;;
   report) report ;;
   all) lane_a; lane_b; report ;;
-  *) echo "usage: $0 [all|a|b|report]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|a|b|longer|report]" >&2; exit 2 ;;
 esac
