@@ -85,8 +85,34 @@ def test_interrupted_training_with_another_config_starts_over(tiny_run, tmp_path
     out = capsys.readouterr().out
     assert "starting over" in out and "model: done" in out
     assert not ckpt.exists()
+    stages = json.loads((run / "stages.json").read_text())
+    assert (run / "model.started").read_text() == stages["model"]  # what a later resume must match
     state = json.loads((run / "model" / "train_state.json").read_text())
     assert state["epochs_run"] == cfg.model.train.epochs
+
+
+def test_interrupted_training_resumes_only_with_the_same_fingerprint(tiny_run, tmp_path, monkeypatch):
+    import gensar.model.train as train_mod
+
+    calls = []
+
+    def fake_train(*args, resume, **kwargs):
+        calls.append(resume)
+        raise KeyboardInterrupt  # stop the pipeline here, as a kill would
+
+    run = tmp_path / "run"
+    cfg = load_config(PipelineConfig, builtin_config("tiny"), ["model.train.seed=5"])
+    monkeypatch.setattr(train_mod, "train", fake_train)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(cfg, run, reuse=tiny_run)  # data and IDs copied, training "killed"
+    (run / "model.ckpt").mkdir()
+    (run / "model.ckpt" / "run_config.json").write_text("{}")
+    for config, expected in ((cfg, True), (load_config(PipelineConfig, builtin_config("tiny"),
+                                                       ["model.train.seed=6"]), False)):
+        with pytest.raises(KeyboardInterrupt):
+            run_pipeline(config, run)
+        assert calls[-1] is expected
+    assert calls == [False, True, False]
 
 
 def test_evaluate_cli_json_and_full_ranking(tiny_run, capsys):

@@ -6,11 +6,12 @@ RUN_DIR/
   model/         the trained T5 + tokenizer (``gensar train``); model.ckpt/ while training
   metrics.json   evaluation of the model on the saved candidate lists
   pipeline.yaml  the resolved config; stages.json: each finished stage's fingerprint
+  model.started  the fingerprint of the last training started (to resume only that one)
 
 A stage is skipped on rerun when its fingerprint (its own config, plus the fingerprints of the
 stages it reads, plus the source files' sizes and mtimes) matches the recorded one; changing a
 stage's config reruns it and everything after it. An interrupted training resumes from its
-last checkpoint.
+last checkpoint when its fingerprint is unchanged, and starts over otherwise.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from gensar.config import from_dict, load_config, require, to_dict, to_yaml
+from gensar.config import load_config, require, to_dict, to_yaml
 from gensar.data.prepare import PrepareConfig
 from gensar.data.synth import SynthConfig
 from gensar.errors import GensarError
@@ -90,30 +91,24 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, force: bool = False,
     run.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run / "pipeline.yaml", to_yaml(cfg))
     done = _read_stages(run)
-    fingerprints: dict[str, str] = {}
     upstream = ""
     timings = {}
     for stage in STAGES:
         fp = _fingerprint(stage, cfg, upstream)
-        fingerprints[stage] = fp
         upstream = fp
         if not force and done.get(stage) == fp and _stage_output(run, stage).exists():
             print(f"[pipeline] {stage}: up to date, skipped")
             continue
-        if not force and donor is not None and donor_done.get(stage) == fp and _stage_output(donor, stage).exists():
+        if not force and donor_done.get(stage) == fp and _stage_output(donor, stage).exists():
             _copy_stage(donor, run, stage)
-            done = {k: v for k, v in done.items() if STAGES.index(k) < STAGES.index(stage)}
-            done[stage] = fp
-            atomic_write_json(run / "stages.json", done)
+            done = _mark_done(run, done, stage, fp)
             print(f"[pipeline] {stage}: copied from {donor}")
             continue
         print(f"[pipeline] {stage}: running")
         start = time.perf_counter()
-        _run_stage(stage, cfg, run)
+        _run_stage(stage, cfg, run, fp)
         timings[stage] = round(time.perf_counter() - start, 1)
-        done = {k: v for k, v in done.items() if STAGES.index(k) < STAGES.index(stage)}
-        done[stage] = fp
-        atomic_write_json(run / "stages.json", done)
+        done = _mark_done(run, done, stage, fp)
         print(f"[pipeline] {stage}: done in {timings[stage]} s")
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
     if timings:
@@ -127,6 +122,14 @@ def _stage_output(run: Path, stage: str) -> Path:
             "model": run / "model" / "config.json", "evaluate": run / "metrics.json"}[stage]
 
 
+def _mark_done(run: Path, done: dict[str, str], stage: str, fp: str) -> dict[str, str]:
+    """Record ``stage`` as finished with fingerprint ``fp``; every later stage becomes stale."""
+    done = {k: v for k, v in done.items() if STAGES.index(k) < STAGES.index(stage)}
+    done[stage] = fp
+    atomic_write_json(run / "stages.json", done)
+    return done
+
+
 def _copy_stage(donor: Path, run: Path, stage: str) -> None:
     """Copy a finished stage's output from ``donor`` (via a temporary name, then rename)."""
     src = _stage_output(donor, stage)
@@ -136,12 +139,12 @@ def _copy_stage(donor: Path, run: Path, stage: str) -> None:
     name = src.parent.name  # data/, ids/, model/
     tmp = run / f".{name}.copy"
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(donor / name, tmp, ignore=shutil.ignore_patterns("*.ckpt"))
+    shutil.copytree(donor / name, tmp)
     shutil.rmtree(run / name, ignore_errors=True)
     tmp.rename(run / name)
 
 
-def _run_stage(stage: str, cfg: PipelineConfig, run: Path) -> None:
+def _run_stage(stage: str, cfg: PipelineConfig, run: Path, fp: str) -> None:
     if stage == "data":
         from gensar.data.prepare import prepare
 
@@ -162,24 +165,19 @@ def _run_stage(stage: str, cfg: PipelineConfig, run: Path) -> None:
     elif stage == "model":
         from gensar.model.train import checkpoint_dir, train
 
-        saved = checkpoint_dir(run / "model") / "run_config.json"
-        resume = saved.is_file() and _same_model_config(saved, cfg.model)
-        if saved.is_file() and not resume:
-            print("[pipeline] model: the config changed since the interrupted training; starting over")
+        # Resume only the training this very stage started: same model config, data and IDs.
+        started = run / "model.started"
+        interrupted = (checkpoint_dir(run / "model") / "run_config.json").is_file()
+        resume = interrupted and started.is_file() and started.read_text(encoding="utf-8") == fp
+        if interrupted and not resume:
+            print("[pipeline] model: config, data or IDs changed since the interrupted training; starting over")
+        atomic_write_text(started, fp)
         train(run / "data", run / "ids", run / "model", cfg.model, resume=resume, overwrite=True)
     else:
         from gensar.eval.protocol import evaluate_run
 
         metrics = {split: evaluate_run(run, split, cfg.eval) for split in cfg.eval.splits}
         atomic_write_json(run / "metrics.json", {"method": "gensar", **metrics})
-
-
-def _same_model_config(saved: Path, model: ModelRunConfig) -> bool:
-    """Does the interrupted training in ``saved`` (its run_config.json) use exactly ``model``?"""
-    try:
-        return from_dict(ModelRunConfig, json.loads(saved.read_text(encoding="utf-8"))["config"]) == model
-    except (GensarError, KeyError, json.JSONDecodeError):
-        return False
 
 
 def _fingerprint(stage: str, cfg: PipelineConfig, upstream: str) -> str:
