@@ -3,7 +3,7 @@
 # GenSAR over 3 seeds, its variants (one config layer each, configs/variants/), the baselines on
 # the same prepared data and candidate lists, then `gensar report`.
 #
-#   benchmarks/scientific.sh            # everything, one job after another (~6 h on 1 core)
+#   benchmarks/scientific.sh            # everything, one job after another (~4 h of compute)
 #   benchmarks/scientific.sh a & benchmarks/scientific.sh b   # two lanes, one core each
 #   benchmarks/scientific.sh report
 #
