@@ -107,7 +107,7 @@ def test_id_maps_reject_prefix_and_bad_tokens(tmp_path):
 @pytest.mark.parametrize("style", ["compact", "paper"])
 def test_every_target_decodes_back(world, style):
     data, ids, tok = world
-    cfg = TaskConfig(prompt_style=style, pseudo_queries=2)
+    cfg = TaskConfig(prompt_style=style, pseudo_queries=2, next_item=1.0)
     pools = build_samples(data, cfg, seed=0)
     enc = SampleEncoder(tok, ids, data, cfg, max_input_len=512)
     texts = dict(zip(data.items["item_id"], data.item_texts, strict=True))
@@ -115,7 +115,7 @@ def test_every_target_decodes_back(world, style):
     for task in TASKS:
         for s in pools[task]:
             d = enc.decode_target(enc.target(s))
-            if task in ("rec", "text2col"):
+            if task in ("rec", "next_item", "text2col"):
                 assert (d.behavior, d.item) == ("<rec>", s.item)
             elif task in ("search", "text2sem", "adhoc"):
                 assert (d.behavior, d.item) == ("<search>", s.item)
@@ -123,6 +123,23 @@ def test_every_target_decodes_back(world, style):
                 assert d.behavior == "<query>" and words(d.text) == words(s.query)
             else:
                 assert d.behavior == "<text>" and words(d.text) == words(texts[s.item])
+
+
+@pytest.mark.parametrize("style", ["compact", "paper"])
+def test_next_item_turns_search_clicks_into_rec_samples(world, style):
+    data, ids, tok = world
+    cfg = TaskConfig(prompt_style=style, next_item=1.0)
+    pools = build_samples(data, cfg, seed=0)
+    search = data.split("train", "search")
+    assert len(pools["next_item"]) == len(search) > 0
+    enc = SampleEncoder(tok, ids, data, cfg, max_input_len=512)
+    for s, ex in zip(pools["next_item"], search.itertuples(), strict=True):
+        assert (s.item, s.history, s.query) == (ex.target, tuple(ex.history), "")
+        as_rec = Sample(task="rec", item=ex.target, history=tuple(ex.history))
+        # the same input and target as a recommendation of that item: no query, collaborative ID
+        assert enc.input(s) == enc.input(as_rec) and enc.target(s) == enc.target(as_rec)
+        assert enc.target(s)[1:-1] == tok.convert_tokens_to_ids(list(ids.collaborative[ex.target]))
+    assert build_samples(data, TaskConfig(), seed=0)["next_item"] == []  # off by default
 
 
 def test_compact_rendering_by_hand(world):

@@ -32,7 +32,15 @@ from gensar.model.tasks import (
     tokenizer_corpus,
 )
 from gensar.model.tokenizer import TokenizerConfig, build_tokenizer
-from gensar.model.train import ModelRunConfig, _collate, atomic_torch_save, length_bucketed, train
+from gensar.model.train import (
+    ModelRunConfig,
+    _collate,
+    atomic_torch_save,
+    bucket_key,
+    length_bucketed,
+    train,
+    trained_behaviors,
+)
 
 TINY = REPO / "configs" / "model-tiny.yaml"
 TIMING_KEYS = {"train_seconds", "samples_per_s", "eval_seconds"}
@@ -161,6 +169,39 @@ def test_length_bucketing_is_a_permutation_with_less_padding():
     # every full batch comes from one sorted bucket: its lengths are sorted
     for b in out[: len(out) // 16 * 16].reshape(-1, 16):
         assert np.all(np.diff(lengths[b]) >= 0)
+
+
+def test_bucket_key_groups_by_target_class_then_input_length():
+    def pair(n_in, n_out):
+        return np.zeros(n_in, dtype=np.int64), np.zeros(n_out, dtype=np.int64)
+
+    # ID targets (6 tokens) behind histories, text targets (40) behind short inputs
+    encoded = [pair(90, 6), pair(8, 40), pair(60, 6), pair(6, 41), pair(30, 12)]
+    key = bucket_key(encoded)
+    assert np.argsort(key, kind="stable").tolist() == [2, 0, 4, 3, 1]
+    assert key.tolist() == [90, 3 * 91 + 8, 60, 3 * 91 + 6, 1 * 91 + 30]
+
+    # on a 50/50 mix of the two shapes, batches keep every target position real
+    rng = np.random.default_rng(0)
+    mix = [pair(int(rng.integers(20, 100)), 6) if k % 2 else pair(int(rng.integers(4, 9)), 40) for k in range(640)]
+    plan = rng.permutation(640)
+
+    def padded_targets(p):
+        return sum(len(b) * max(len(mix[i][1]) for i in b) for b in p.reshape(-1, 32))
+
+    by_sum = np.array([len(x) + len(y) for x, y in mix])
+    by_key = length_bucketed(plan, bucket_key(mix), 32, 20, np.random.default_rng(1))
+    real = sum(len(y) for _, y in mix)
+    assert padded_targets(by_key) == real
+    assert padded_targets(length_bucketed(plan, by_sum, 32, 20, np.random.default_rng(1))) > 1.1 * real
+
+
+def test_trained_behaviors_count_next_item_as_recommendation():
+    assert trained_behaviors(TaskConfig()) == ("rec", "search")
+    assert trained_behaviors(TaskConfig(rec=0.0)) == ("search",)
+    assert trained_behaviors(TaskConfig(rec=0.0, next_item=1.0)) == ("rec", "search")
+    assert trained_behaviors(TaskConfig(rec=0.0, next_item=1.0, search=0.0)) == ("rec",)
+    assert trained_behaviors(TaskConfig(rec=1.0, search=0.0)) == ("rec",)
 
 
 def test_early_stopping_and_output_layout(dirs, tmp_path):

@@ -6,6 +6,8 @@ Tasks (GenSAR, section 3.3), each a ``Sample`` -> (input tokens, target tokens):
 task            input (compact style)                         target
 ==============  ============================================  ==================================
 rec             ``<t_rec>`` H                                  ``<rec>`` collaborative ID
+next_item       ``<t_rec>`` H                                  ``<rec>`` collaborative ID of an
+                                                               item clicked in search
 search          ``<t_search>`` H ``<search>`` query words      ``<search>`` semantic ID
 next_query      ``<t_query>`` H                                ``<query>`` query words
 text2sem        ``<t_text2sem>`` item text                     ``<search>`` semantic ID
@@ -20,7 +22,10 @@ Every input and target ends with ``</s>``. The first target token names what is 
 semantic ID is always preceded by ``<search>`` and a collaborative ID by ``<rec>``, in targets
 and in histories alike. The history H interleaves, in time order, rec interactions
 (``<rec>`` + collaborative ID) and search sessions (``<search>`` + query words + the semantic
-IDs of the clicked items). When an input is longer than ``max_input_len`` the oldest history
+IDs of the clicked items). ``next_item`` (off by default; not in the paper) turns each training
+search click into a recommendation sample as well, without its query: the model learns the
+user's next item from every interaction, as a sequential recommender such as SASRec does from the
+unified sequence. When an input is longer than ``max_input_len`` the oldest history
 events are dropped whole. Ad-hoc search is search without a history, so it shares the search
 task marker and transfers directly to personalized search.
 
@@ -61,8 +66,10 @@ from gensar.data.queries import build_item_queries, clean_words, words
 from gensar.data.schema import REC, SEARCH
 from gensar.errors import InputError
 
-TASKS = ("rec", "search", "next_query", "text2sem", "text2col", "sem2text", "col2text", "adhoc")
-Task = Literal["rec", "search", "next_query", "text2sem", "text2col", "sem2text", "col2text", "adhoc"]
+TASKS = ("rec", "search", "next_query", "text2sem", "text2col", "sem2text", "col2text", "adhoc", "next_item")
+Task = Literal[
+    "rec", "search", "next_query", "text2sem", "text2col", "sem2text", "col2text", "adhoc", "next_item"
+]
 
 # Behavior tokens: the first target token, and the head of each history event.
 REC_TOKEN, SEARCH_TOKEN, QUERY_TOKEN, TEXT_TOKEN = "<rec>", "<search>", "<query>", "<text>"
@@ -76,6 +83,7 @@ TASK_TOKENS: dict[str, str] = {
     "sem2text": "<t_sem2text>",
     "col2text": "<t_col2text>",
     "adhoc": "<t_search>",
+    "next_item": "<t_rec>",
 }
 MARKER_TOKENS: tuple[str, ...] = BEHAVIOR_TOKENS + tuple(dict.fromkeys(TASK_TOKENS.values()))
 
@@ -95,6 +103,7 @@ class TaskConfig:
     sem2text: float = 0.25
     col2text: float = 0.25
     adhoc: float = 0.5
+    next_item: float = 0.0  # search clicks as extra recommendation targets (see the module doc)
     pseudo_queries: int = 3  # per item, for adhoc
     max_text_tokens: int = 48  # item texts and queries are cut to this many word pieces
 
@@ -265,6 +274,10 @@ def build_samples(data: PreparedData, cfg: TaskConfig, seed: int) -> dict[str, l
     pools["search"] = example_samples(search)
     pools["next_query"] = [
         Sample(task="next_query", query=s.query, history=s.history, example_id=s.example_id)
+        for s in pools["search"]
+    ]
+    pools["next_item"] = [
+        Sample(task="next_item", item=s.item, history=s.history, example_id=s.example_id)
         for s in pools["search"]
     ]
     for task in ("text2sem", "text2col", "sem2text", "col2text"):
@@ -449,7 +462,7 @@ class SampleEncoder:
     def target(self, sample: Sample) -> list[int]:
         """Target ids, ``</s>`` included."""
         task = sample.task
-        if task in ("rec", "text2col"):
+        if task in ("rec", "next_item", "text2col"):
             body = self.item_target(REC, sample.item)
         elif task in ("search", "text2sem", "adhoc"):
             body = self.item_target(SEARCH, sample.item)
@@ -495,10 +508,10 @@ class SampleEncoder:
         """Input ids before and after the history."""
         task, cap = sample.task, self.max_text_tokens
         compact = self.style == "compact"
-        if task in ("rec", "next_query"):
+        if task in ("rec", "next_item", "next_query"):
             if compact:
                 return self.token(TASK_TOKENS[task]), []
-            return self.text(_PAPER_HEAD), self.text(_PAPER_TAIL[task])
+            return self.text(_PAPER_HEAD), self.text(_PAPER_TAIL["rec" if task == "next_item" else task])
         if task == "search":
             query = self.text(sample.query, cap)
             if compact:
