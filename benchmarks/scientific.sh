@@ -3,7 +3,7 @@
 # GenSAR over 3 seeds, its variants (one config layer each, configs/variants/), the baselines on
 # the same prepared data and candidate lists, then `gensar report`.
 #
-#   benchmarks/scientific.sh            # everything, one job after another (~4 h of compute)
+#   benchmarks/scientific.sh            # everything, one job after another (~5 h of compute)
 #   benchmarks/scientific.sh a & benchmarks/scientific.sh b   # two lanes, one core each
 #   benchmarks/scientific.sh report
 #
@@ -38,16 +38,17 @@ baselines() {
 }
 
 # Two lanes of about equal length, most important runs first.
-lane_a() { pipeline joint-s0; pipeline joint-s1 --set model.train.seed=1; pipeline joint-s2 --set model.train.seed=2
-           variant collaborative-ids; }
-lane_b() { wait_for_data; variant rec-only; variant search-only; variant no-aux; baselines; variant tiger
-           variant semantic-ids; longer; }
+lane_a() { pipeline joint-s0; pipeline joint-s1 --set model.train.seed=1; variant search-only; variant semantic-ids
+           variant tiger; }
+lane_b() { wait_for_data; pipeline joint-s2 --set model.train.seed=2; variant rec-only; variant no-aux; baselines
+           variant paper-tasks; variant collaborative-ids; }
 # Is the gap to SASRec the budget? The rec-only model for 3x the epochs.
 longer() { pipeline rec-only-e18 --config configs/variants/rec-only.yaml --set model.train.epochs=18; }
 
 report() {
   local runs=()
-  for name in joint-s0 joint-s1 joint-s2 rec-only search-only no-aux semantic-ids collaborative-ids tiger rec-only-e18 \
+  for name in joint-s0 joint-s1 joint-s2 rec-only search-only no-aux paper-tasks semantic-ids collaborative-ids tiger \
+              rec-only-e18 \
               sasrec-s0 sasrec-s1 sasrec-s2 popularity bm25 dense; do
     [[ -f "$P$name/metrics.json" ]] && runs+=("$P$name")
   done

@@ -176,7 +176,7 @@ def test_builtin_configs_load():
         assert isinstance(cfg, PipelineConfig)
 
 
-VARIANTS = ("rec-only", "search-only", "no-aux", "semantic-ids", "collaborative-ids", "tiger")
+VARIANTS = ("rec-only", "search-only", "no-aux", "semantic-ids", "collaborative-ids", "tiger", "paper-tasks")
 
 
 def _variant(name: str) -> Path:
@@ -206,12 +206,14 @@ def test_variant_configs_change_only_what_they_name():
         on[name] = {t for t in TASKS if cfg.model.tasks.weight(t) > 0}, cfg.ids.rqvae.variant
     every = {t for t in TASKS if base.model.tasks.weight(t) > 0}
     assert base.ids.rqvae.variant == "joint" and every == set(TASKS)
-    assert on["rec-only"] == ({"rec"}, "joint")
-    assert on["search-only"] == ({"search"}, "joint")
-    assert on["no-aux"] == ({"rec", "search"}, "joint")
+    retrieval = {"rec", "next_item", "search", "adhoc_logged"}
+    assert on["rec-only"] == ({"rec", "next_item"}, "joint")
+    assert on["search-only"] == ({"search", "adhoc_logged"}, "joint")
+    assert on["no-aux"] == (retrieval, "joint")
     assert on["semantic-ids"] == (every, "semantic")
     assert on["collaborative-ids"] == (every, "collaborative")
-    assert on["tiger"] == ({"rec", "search"}, "semantic")
+    assert on["tiger"] == (retrieval, "semantic")
+    assert on["paper-tasks"] == (every - {"next_item", "adhoc_logged"}, "joint")
 
 
 def test_pipeline_cli_layers_a_variant_over_a_config(tmp_path, capsys):

@@ -107,7 +107,7 @@ def test_id_maps_reject_prefix_and_bad_tokens(tmp_path):
 @pytest.mark.parametrize("style", ["compact", "paper"])
 def test_every_target_decodes_back(world, style):
     data, ids, tok = world
-    cfg = TaskConfig(prompt_style=style, pseudo_queries=2, next_item=1.0)
+    cfg = TaskConfig(prompt_style=style, pseudo_queries=2, next_item=1.0, adhoc_logged=1.0)
     pools = build_samples(data, cfg, seed=0)
     enc = SampleEncoder(tok, ids, data, cfg, max_input_len=512)
     texts = dict(zip(data.items["item_id"], data.item_texts, strict=True))
@@ -117,7 +117,7 @@ def test_every_target_decodes_back(world, style):
             d = enc.decode_target(enc.target(s))
             if task in ("rec", "next_item", "text2col"):
                 assert (d.behavior, d.item) == ("<rec>", s.item)
-            elif task in ("search", "text2sem", "adhoc"):
+            elif task in ("search", "text2sem", "adhoc", "adhoc_logged"):
                 assert (d.behavior, d.item) == ("<search>", s.item)
             elif task == "next_query":
                 assert d.behavior == "<query>" and words(d.text) == words(s.query)
@@ -140,6 +140,23 @@ def test_next_item_turns_search_clicks_into_rec_samples(world, style):
         assert enc.input(s) == enc.input(as_rec) and enc.target(s) == enc.target(as_rec)
         assert enc.target(s)[1:-1] == tok.convert_tokens_to_ids(list(ids.collaborative[ex.target]))
     assert build_samples(data, TaskConfig(), seed=0)["next_item"] == []  # off by default
+
+
+@pytest.mark.parametrize("style", ["compact", "paper"])
+def test_adhoc_logged_is_each_search_session_without_its_history(world, style):
+    data, ids, tok = world
+    cfg = TaskConfig(prompt_style=style, adhoc_logged=1.0)
+    pools = build_samples(data, cfg, seed=0)
+    search = data.split("train", "search")
+    assert len(pools["adhoc_logged"]) == len(search) > 0
+    assert any(len(h) > 0 for h in search["history"])  # the fixture has histories to drop
+    enc = SampleEncoder(tok, ids, data, cfg, max_input_len=512)
+    for s, ex in zip(pools["adhoc_logged"], search.itertuples(), strict=True):
+        assert (s.item, s.query, s.history) == (ex.target, ex.query, ())
+        as_adhoc = Sample(task="adhoc", item=ex.target, query=ex.query)
+        assert enc.input(s) == enc.input(as_adhoc) and enc.target(s) == enc.target(as_adhoc)
+        assert enc.target(s)[1:-1] == tok.convert_tokens_to_ids(list(ids.semantic[ex.target]))
+    assert build_samples(data, TaskConfig(), seed=0)["adhoc_logged"] == []  # off by default
 
 
 def test_compact_rendering_by_hand(world):

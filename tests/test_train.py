@@ -196,12 +196,13 @@ def test_bucket_key_groups_by_target_class_then_input_length():
     assert padded_targets(length_bucketed(plan, by_sum, 32, 20, np.random.default_rng(1))) > 1.1 * real
 
 
-def test_trained_behaviors_count_next_item_as_recommendation():
+def test_trained_behaviors_count_next_item_and_adhoc_logged():
     assert trained_behaviors(TaskConfig()) == ("rec", "search")
     assert trained_behaviors(TaskConfig(rec=0.0)) == ("search",)
     assert trained_behaviors(TaskConfig(rec=0.0, next_item=1.0)) == ("rec", "search")
     assert trained_behaviors(TaskConfig(rec=0.0, next_item=1.0, search=0.0)) == ("rec",)
     assert trained_behaviors(TaskConfig(rec=1.0, search=0.0)) == ("rec",)
+    assert trained_behaviors(TaskConfig(rec=0.0, search=0.0, adhoc_logged=1.0)) == ("search",)
 
 
 def test_early_stopping_and_output_layout(dirs, tmp_path):

@@ -8,6 +8,7 @@ task            input (compact style)                         target
 rec             ``<t_rec>`` H                                  ``<rec>`` collaborative ID
 next_item       ``<t_rec>`` H                                  ``<rec>`` collaborative ID of an
                                                                item clicked in search
+adhoc_logged    ``<t_search>`` ``<search>`` logged query        ``<search>`` semantic ID
 search          ``<t_search>`` H ``<search>`` query words      ``<search>`` semantic ID
 next_query      ``<t_query>`` H                                ``<query>`` query words
 text2sem        ``<t_text2sem>`` item text                     ``<search>`` semantic ID
@@ -25,7 +26,10 @@ and in histories alike. The history H interleaves, in time order, rec interactio
 IDs of the clicked items). ``next_item`` (off by default; not in the paper) turns each training
 search click into a recommendation sample as well, without its query: the model learns the
 user's next item from every interaction, as a sequential recommender such as SASRec does from the
-unified sequence. When an input is longer than ``max_input_len`` the oldest history
+unified sequence. ``adhoc_logged`` (off by default; not in the paper) is history dropout for
+search: each training search session once more as ad-hoc search, its query and clicked item
+without the history, so the model learns to read the query rather than lean on the history.
+When an input is longer than ``max_input_len`` the oldest history
 events are dropped whole. Ad-hoc search is search without a history, so it shares the search
 task marker and transfers directly to personalized search.
 
@@ -66,9 +70,13 @@ from gensar.data.queries import build_item_queries, clean_words, words
 from gensar.data.schema import REC, SEARCH
 from gensar.errors import InputError
 
-TASKS = ("rec", "search", "next_query", "text2sem", "text2col", "sem2text", "col2text", "adhoc", "next_item")
+TASKS = (
+    "rec", "search", "next_query", "text2sem", "text2col", "sem2text", "col2text", "adhoc", "next_item",
+    "adhoc_logged",
+)
 Task = Literal[
-    "rec", "search", "next_query", "text2sem", "text2col", "sem2text", "col2text", "adhoc", "next_item"
+    "rec", "search", "next_query", "text2sem", "text2col", "sem2text", "col2text", "adhoc", "next_item",
+    "adhoc_logged",
 ]
 
 # Behavior tokens: the first target token, and the head of each history event.
@@ -84,6 +92,7 @@ TASK_TOKENS: dict[str, str] = {
     "col2text": "<t_col2text>",
     "adhoc": "<t_search>",
     "next_item": "<t_rec>",
+    "adhoc_logged": "<t_search>",
 }
 MARKER_TOKENS: tuple[str, ...] = BEHAVIOR_TOKENS + tuple(dict.fromkeys(TASK_TOKENS.values()))
 
@@ -104,6 +113,7 @@ class TaskConfig:
     col2text: float = 0.25
     adhoc: float = 0.5
     next_item: float = 0.0  # search clicks as extra recommendation targets (see the module doc)
+    adhoc_logged: float = 0.0  # training search sessions without their history (see the module doc)
     pseudo_queries: int = 3  # per item, for adhoc
     max_text_tokens: int = 48  # item texts and queries are cut to this many word pieces
 
@@ -279,6 +289,9 @@ def build_samples(data: PreparedData, cfg: TaskConfig, seed: int) -> dict[str, l
     pools["next_item"] = [
         Sample(task="next_item", item=s.item, history=s.history, example_id=s.example_id)
         for s in pools["search"]
+    ]
+    pools["adhoc_logged"] = [
+        Sample(task="adhoc_logged", item=s.item, query=s.query, example_id=s.example_id) for s in pools["search"]
     ]
     for task in ("text2sem", "text2col", "sem2text", "col2text"):
         pools[task] = [Sample(task=task, item=i) for i in items]
@@ -464,7 +477,7 @@ class SampleEncoder:
         task = sample.task
         if task in ("rec", "next_item", "text2col"):
             body = self.item_target(REC, sample.item)
-        elif task in ("search", "text2sem", "adhoc"):
+        elif task in ("search", "text2sem", "adhoc", "adhoc_logged"):
             body = self.item_target(SEARCH, sample.item)
         elif task == "next_query":
             body = self.token(QUERY_TOKEN) + self.text(sample.query, self.max_text_tokens) + [self.eos]
@@ -522,7 +535,7 @@ class SampleEncoder:
                 + self.text('".')
                 + self.text(_PAPER_TAIL["search"])
             )
-        if task == "adhoc":
+        if task in ("adhoc", "adhoc_logged"):
             query = self.text(sample.query, cap)
             if compact:
                 return self.token(TASK_TOKENS[task]) + self.token(SEARCH_TOKEN) + query, []

@@ -551,7 +551,7 @@ def _optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer
 def trained_behaviors(tasks: TaskConfig) -> tuple[str, ...]:
     """The behaviors whose history-conditioned task is trained: validation (and so early stopping
     and the kept weights) looks at these only, or a rec-only model would be picked by its search score."""
-    weight = {REC: tasks.rec + tasks.next_item, SEARCH: tasks.search}
+    weight = {REC: tasks.rec + tasks.next_item, SEARCH: tasks.search + tasks.adhoc_logged}
     trained = tuple(b for b in BEHAVIORS if weight[b] > 0)
     return trained or BEHAVIORS
 
