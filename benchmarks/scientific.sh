@@ -32,7 +32,7 @@ baselines() {
     [[ -f "${P}sasrec-s$seed/metrics.json" ]] || \
       gensar sasrec "$data" --protocol gensar --set seed=$seed --quiet --out "${P}sasrec-s$seed" --overwrite
   done
-  for name in popularity bm25 dense; do
+  for name in popularity bm25 dense match-popularity; do
     [[ -f "$P$name/metrics.json" ]] || gensar baseline $name "$data" --out "$P$name" --overwrite
   done
 }
@@ -49,7 +49,7 @@ report() {
   local runs=()
   for name in joint-s0 joint-s1 joint-s2 rec-only search-only no-aux paper-tasks semantic-ids collaborative-ids tiger \
               rec-only-e18 \
-              sasrec-s0 sasrec-s1 sasrec-s2 popularity bm25 dense; do
+              sasrec-s0 sasrec-s1 sasrec-s2 popularity bm25 dense match-popularity; do
     [[ -f "$P$name/metrics.json" ]] && runs+=("$P$name")
   done
   gensar report "${runs[@]}" --out "${P}report" --overwrite

@@ -7,6 +7,7 @@ import pytest
 from conftest import make_tiny_prepared
 
 from gensar.baselines.bm25 import bm25_scores
+from gensar.baselines.match_popularity import match_popularity_scores, query_matches
 from gensar.baselines.popularity import item_popularity, popularity_scores
 from gensar.cli import main
 from gensar.eval.candidates import candidate_matrix, eval_examples, evaluate_scores
@@ -56,6 +57,32 @@ def test_bm25_scores_prefer_matching_text():
             assert scores[row, matching].min() > scores[row, other].max()
 
 
+def test_query_matches_needs_every_query_word():
+    item = frozenset(["lab", "digital", "scales", "balances"])
+    assert query_matches("Lab Scales", item)  # case and order do not matter
+    assert query_matches("the lab scales", item)  # stop words are dropped first
+    assert not query_matches("lab scales tape", item)  # one missing word: no match
+    assert not query_matches("the", item) and not query_matches("", item)  # nothing left to match
+
+
+def test_match_popularity_ranks_matches_first_then_by_clicks():
+    data = make_tiny_prepared()
+    ex = eval_examples(data, "test", "search")
+    cands = candidate_matrix(data, ex)
+    scores = match_popularity_scores(data, ex, cands)
+    pop = item_popularity(data)
+    prior = pop / (1 + pop.max())
+    texts = data.item_texts
+    for row, query in enumerate(ex["query"]):
+        for col, item in enumerate(cands[row]):
+            if item < 0:
+                assert scores[row, col] == -np.inf
+                continue
+            matched = query_matches(query, frozenset(texts[item].lower().replace(".", " ").split()))
+            assert scores[row, col] == pytest.approx(float(matched) + prior[item])
+    assert (scores[np.isfinite(scores)] < 2).all()  # a non-match never outranks a match
+
+
 def test_baseline_cli_writes_metrics(tmp_path):
     make_tiny_prepared().save(tmp_path / "data")
     assert main(["baseline", "popularity", str(tmp_path / "data"), "--out", str(tmp_path / "pop")]) == 0
@@ -63,3 +90,5 @@ def test_baseline_cli_writes_metrics(tmp_path):
     assert set(metrics["test"]) == {"rec", "search"}
     assert set(metrics["test"]["rec"]) == {"hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "n"}
     assert main(["baseline", "popularity", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
+    assert main(["baseline", "match-popularity", str(tmp_path / "data"), "--out", str(tmp_path / "mp")]) == 0
+    assert set(json.loads((tmp_path / "mp" / "metrics.json").read_text())["test"]) == {"search"}

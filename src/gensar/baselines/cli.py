@@ -13,8 +13,8 @@ from gensar.errors import GensarError
 from gensar.eval.candidates import candidate_matrix, eval_examples, evaluate_scores
 from gensar.io import atomic_write_json, check_output_dir
 
-# Which behaviors each baseline can rank: BM25 and dense retrieval need a query.
-BASELINES = {"popularity": BEHAVIORS, "bm25": (SEARCH,), "dense": (SEARCH,)}
+# Which behaviors each baseline can rank: the search baselines need a query.
+BASELINES = {"popularity": BEHAVIORS, "bm25": (SEARCH,), "dense": (SEARCH,), "match-popularity": (SEARCH,)}
 
 
 def run_baseline(name: str, data: PreparedData, splits: tuple[str, ...] = ("valid", "test"),
@@ -45,6 +45,10 @@ def _scores(name, data, examples, cands, cache_dir):
         from gensar.baselines.bm25 import bm25_scores
 
         return bm25_scores(data, examples, cands)
+    if name == "match-popularity":
+        from gensar.baselines.match_popularity import match_popularity_scores
+
+        return match_popularity_scores(data, examples, cands)
     from gensar.baselines.dense import dense_scores
     from gensar.embed.semantic import SemanticConfig
 
