@@ -68,7 +68,7 @@ from gensar.model.tokenizer import TokenizerConfig, build_tokenizer
 
 # The loop's own batching and optimizer (private helpers: the benchmark must time what
 # `gensar train` runs, not a copy of it).
-from gensar.model.train import TrainConfig, _collate, _optimizer, length_bucketed
+from gensar.model.train import TrainConfig, _collate, _optimizer, bucket_key, length_bucketed
 from gensar.runtime import configure_threads, seed_everything
 
 STYLES = ("compact", "paper")
@@ -183,10 +183,9 @@ def build_arm(style: str, data: PreparedData, ids: IdMaps, args: argparse.Namesp
     mix = TaskMix.build(build_samples(data, tasks, tc.seed), tasks)
     encoder = SampleEncoder(tokenizer, ids, data, tasks, tc.max_input_len)
     encoded = [encoder.encode(s) for s in mix.samples]
-    lengths = np.array([len(x) + len(y) for x, y in encoded], dtype=np.int64)
     plan = length_bucketed(
         mix.epoch_plan(tc.seed, 0),
-        lengths,
+        bucket_key(encoded),  # the same sort key as `gensar train`
         tc.batch_size,
         tc.length_buckets,
         np.random.default_rng([tc.seed, 0, 0xB0C7]),
