@@ -10,7 +10,7 @@ import pytest
 from gensar.config import load_config
 from gensar.embed import semantic
 from gensar.embed.semantic import SemanticConfig, encode_items
-from gensar.errors import ConfigError
+from gensar.errors import ConfigError, GensarError
 
 
 class FakeEncoder:
@@ -102,3 +102,57 @@ def test_bad_config_value_names_the_key(tmp_path):
         load_config(SemanticConfig, overrides=["batch_size=0"])
     with pytest.raises(ConfigError, match="'normalise'"):
         load_config(SemanticConfig, overrides=["normalise=true"])
+
+
+# ---- category-weighted semantic embeddings ------------------------------------------------------
+def _items(rows):
+    import pandas as pd
+
+    return pd.DataFrame(
+        [{"item_id": i, "title": t, "categories": c, "description": "", "brand": ""} for i, t, c in rows]
+    )
+
+
+def test_category_texts_are_catalog_queries_with_a_title_fallback():
+    items = _items([
+        ("a", "Red Beaker 250ml", ["Lab", "Glassware", "Beakers"]),
+        ("b", "Drill Bit Set", ["Lab", "Tools", "Drill Bits"]),
+        ("c", "Mystery Gadget", []),
+    ])
+    # The shared root "Lab" is dropped, words are lower-cased; no categories: the title words.
+    assert semantic.category_texts(items) == ["glassware beakers", "tools drill bits", "mystery gadget"]
+
+
+def test_mix_category_by_hand():
+    full = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    cat = np.array([[0.0, 1.0], [0.0, 1.0]], dtype=np.float32)
+    raw = semantic.mix_category(full, cat, 0.5, normalize=False)
+    np.testing.assert_allclose(raw, [[1.0, 0.5], [0.0, 1.5]])
+    unit = semantic.mix_category(full, cat, 1.0, normalize=True)
+    np.testing.assert_allclose(unit, [[2**-0.5, 2**-0.5], [0.0, 1.0]], atol=1e-6)
+    with pytest.raises(GensarError, match="differ"):
+        semantic.mix_category(full, cat[:1], 1.0, normalize=True)
+
+
+def test_category_weight_pulls_items_of_one_category_together():
+    """Real MiniLM: two items of one category whose titles differ, and a third of another category
+    whose title resembles the first. The category embedding makes the same-category pair closest."""
+    items = _items([
+        ("a", "stainless steel socket head cap screws", ["Shop", "Fasteners", "Screws"]),
+        ("b", "assorted machine bolts kit", ["Shop", "Fasteners", "Screws"]),
+        ("c", "stainless steel socket wrench", ["Shop", "Hand Tools", "Wrenches"]),
+    ])
+    from gensar.data.schema import item_texts
+
+    cfg = SemanticConfig()
+    full = encode_items(item_texts(items), cfg, None)
+    mixed = semantic.mix_category(full, encode_items(semantic.category_texts(items), cfg, None), 1.0, True)
+    sim_full, sim_mixed = full @ full.T, mixed @ mixed.T
+    assert sim_mixed[0, 1] - sim_mixed[0, 2] > sim_full[0, 1] - sim_full[0, 2]
+    assert sim_mixed[0, 1] > sim_mixed[0, 2]
+    np.testing.assert_allclose(np.linalg.norm(mixed, axis=1), 1.0, atol=1e-5)
+
+
+def test_category_weight_must_not_be_negative():
+    with pytest.raises(ConfigError, match="'category_weight'"):
+        load_config(SemanticConfig, overrides=["category_weight=-1"])

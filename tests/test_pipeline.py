@@ -207,8 +207,9 @@ def test_variant_configs_change_only_what_they_name():
     every = {t for t in TASKS if base.model.tasks.weight(t) > 0}
     assert base.ids.rqvae.variant == "joint" and every == set(TASKS)
     retrieval = {"rec", "next_item", "search", "adhoc_logged"}
-    assert on["rec-only"] == ({"rec", "next_item"}, "joint")
-    assert on["search-only"] == ({"search", "adhoc_logged"}, "joint")
+    # Single-task versions keep the alignment tasks of their own identifier type.
+    assert on["rec-only"] == ({"rec", "next_item", "text2col", "col2text"}, "joint")
+    assert on["search-only"] == ({"search", "adhoc_logged", "adhoc", "text2sem", "sem2text"}, "joint")
     assert on["no-aux"] == (retrieval, "joint")
     assert on["semantic-ids"] == (every, "semantic")
     assert on["collaborative-ids"] == (every, "collaborative")
@@ -221,7 +222,7 @@ def test_pipeline_cli_layers_a_variant_over_a_config(tmp_path, capsys):
     assert main(["pipeline", "--config", str(builtin_config("tiny")), "--config", str(_variant("rec-only")),
                  "--out", str(run)]) == 0
     state = json.loads((run / "model" / "train_state.json").read_text())
-    assert {t for t, n in state["task_counts"].items() if n} == {"rec"}
+    assert {t for t, n in state["task_counts"].items() if n} == {"rec", "text2col", "col2text"}
     # Validation (early stopping, kept weights) looks at the trained behavior only.
     last = state["history"][-1]
     assert "rec_hr@10" in last and "search_hr@10" not in last and last["hr@10"] == last["rec_hr@10"]

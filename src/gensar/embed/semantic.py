@@ -34,12 +34,17 @@ class SemanticConfig:
     max_chars: int = 1000  # texts are cut to this many characters before encoding
     normalize: bool = True  # unit L2 norm per row
     device: str = "cpu"
+    # Weight of a second embedding, of the item's catalog query (its category words, see
+    # ``category_texts``), added to the full-text embedding. Items of one category then sit closer,
+    # so semantic IDs group the items a category query asks for. 0 = full text alone.
+    category_weight: float = 0.0
 
     def validate(self) -> None:
         require(bool(self.model.strip()), "model", "must not be empty")
         require(self.batch_size > 0, "batch_size", "must be positive")
         require(self.max_chars > 0, "max_chars", "must be positive")
         require(bool(self.device.strip()), "device", "must not be empty")
+        require(self.category_weight >= 0, "category_weight", "must be >= 0 (0 = off)")
 
 
 def resolve_model_path(model: str) -> Path:
@@ -89,6 +94,25 @@ def load_encoder(model_path: Path, device: str):  # -> SentenceTransformer
         return SentenceTransformer(str(model_path), device=device, local_files_only=True)
     except (OSError, ValueError) as err:
         raise GensarError(f"{model_path}: cannot load sentence encoder ({str(err).splitlines()[0]})") from None
+
+
+def category_texts(items) -> list[str]:
+    """Per item row, its catalog query: category words without the catalog's shared root, else
+    title words (the rule of the semi-synthetic search log); the raw title where both are empty."""
+    from gensar.data.queries import build_item_queries
+
+    queries = build_item_queries(items).queries
+    return [q or str(t) for q, t in zip(queries, items["title"], strict=True)]
+
+
+def mix_category(full: np.ndarray, category: np.ndarray, weight: float, normalize: bool) -> np.ndarray:
+    """``full + weight * category`` per row ([n, d] each), unit-normalized when ``normalize``."""
+    if full.shape != category.shape:
+        raise GensarError(f"full-text embeddings {full.shape} and category embeddings {category.shape} differ")
+    out = full + np.float32(weight) * category  # [n, d]
+    if normalize:
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return out.astype(np.float32)
 
 
 def encode_items(texts: list[str], cfg: SemanticConfig, cache_dir: Path | None = None) -> np.ndarray:

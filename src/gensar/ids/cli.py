@@ -75,10 +75,13 @@ def item_embeddings(data: PreparedData, cfg: IdsConfig) -> tuple[np.ndarray, np.
     if cfg.semantic_emb is not None:
         semantic = load_embeddings(cfg.semantic_emb, n, "semantic_emb")
     else:
-        from gensar.embed.semantic import encode_items
+        from gensar.embed.semantic import category_texts, encode_items, mix_category
 
         cache = Path(cfg.cache_dir) if cfg.cache_dir is not None else None
         semantic = np.asarray(encode_items(data.item_texts, cfg.semantic, cache), dtype=np.float32)
+        if cfg.semantic.category_weight > 0:
+            category = encode_items(category_texts(data.items), cfg.semantic, cache)
+            semantic = mix_category(semantic, category, cfg.semantic.category_weight, cfg.semantic.normalize)
     if cfg.collaborative_emb is not None:
         collaborative = load_embeddings(cfg.collaborative_emb, n, "collaborative_emb")
     else:
