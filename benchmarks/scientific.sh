@@ -3,8 +3,9 @@
 # GenSAR over 3 seeds, its variants (one config layer each, configs/variants/), the baselines on
 # the same prepared data and candidate lists, then `gensar report`.
 #
-#   benchmarks/scientific.sh            # everything, one job after another (~5 h of compute)
-#   benchmarks/scientific.sh a & benchmarks/scientific.sh b   # two lanes, one core each
+#   benchmarks/scientific.sh            # everything, one job after another
+#   benchmarks/scientific.sh a & benchmarks/scientific.sh b   # the headline runs, two lanes of one core (~75 min each)
+#   benchmarks/scientific.sh variants   # the ablation variants (~2.5 h on one core)
 #   benchmarks/scientific.sh report
 #
 # Each pipeline run caches its stages: rerunning the script skips what is finished, resumes an
@@ -37,18 +38,16 @@ baselines() {
   done
 }
 
-# Two lanes of about equal length, most important runs first.
-lane_a() { pipeline joint-s0; pipeline joint-s1 --set model.train.seed=1; variant search-only; variant semantic-ids
-           variant tiger; }
-lane_b() { wait_for_data; pipeline joint-s2 --set model.train.seed=2; variant rec-only; variant no-aux; baselines
-           variant paper-tasks; variant collaborative-ids; }
-# Is the gap to SASRec the budget? The rec-only model for 3x the epochs.
-longer() { pipeline rec-only-e18 --config configs/variants/rec-only.yaml --set model.train.epochs=18; }
+# Two lanes of about equal length: GenSAR over 3 seeds, its single-task versions, the baselines.
+lane_a() { pipeline joint-s0; pipeline joint-s1 --set model.train.seed=1; variant search-only; }
+lane_b() { wait_for_data; baselines; pipeline joint-s2 --set model.train.seed=2; variant rec-only; }
+# Ablations: the paper's tasks only, no auxiliary tasks, single-ID variants, TIGER-style.
+variants() { wait_for_data; variant paper-tasks; variant no-aux; variant semantic-ids; variant collaborative-ids
+             variant tiger; }
 
 report() {
   local runs=()
   for name in joint-s0 joint-s1 joint-s2 rec-only search-only no-aux paper-tasks semantic-ids collaborative-ids tiger \
-              rec-only-e18 \
               sasrec-s0 sasrec-s1 sasrec-s2 popularity bm25 dense match-popularity; do
     [[ -f "$P$name/metrics.json" ]] && runs+=("$P$name")
   done
@@ -58,8 +57,8 @@ report() {
 case "${1:-all}" in
   a) lane_a ;;
   b) lane_b ;;
-  longer) longer ;;
+  variants) variants ;;
   report) report ;;
-  all) lane_a; lane_b; report ;;
-  *) echo "usage: $0 [all|a|b|longer|report]" >&2; exit 2 ;;
+  all) lane_a; lane_b; variants; report ;;
+  *) echo "usage: $0 [all|a|b|variants|report]" >&2; exit 2 ;;
 esac
