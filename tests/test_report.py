@@ -47,6 +47,22 @@ def test_runs_equal_up_to_seeds_are_one_row(tmp_path):
     assert "search" not in rows[2]["metrics"]["test"]
 
 
+def test_runs_group_by_resolved_config(tmp_path):
+    """A run written before a config key existed (the key absent from its pipeline.yaml) groups with
+    runs that spell out that key's default; a non-default value is another method."""
+    from gensar.embed.semantic import SemanticConfig
+
+    default = SemanticConfig().category_weight
+    old = _run(tmp_path, "joint-s0", 0.40, 0.30, 0)
+    new = _run(tmp_path, "joint-s1", 0.44, 0.34, 1)
+    other = _run(tmp_path, "joint-cat", 0.50, 0.20, 0)
+    for run, weight in ((new, default), (other, 1.0)):
+        text = (run / "pipeline.yaml").read_text()
+        (run / "pipeline.yaml").write_text(text + f"ids: {{semantic: {{category_weight: {weight}}}}}\n")
+    rows = group_runs([read_run(p) for p in (old, new, other)])
+    assert [(r["name"], r["seeds"]) for r in rows] == [("joint", 2), ("joint-cat", 1)]
+
+
 def test_report_cli_writes_table_json_and_plot(tmp_path, capsys):
     paths = [_run(tmp_path, "a-s0", 0.40, 0.30, 0, train_seconds=600), _run(tmp_path, "a-s1", 0.44, 0.34, 1,
                                                                            train_seconds=660)]

@@ -16,8 +16,8 @@ import re
 import statistics
 from pathlib import Path
 
-from gensar.config import read_yaml
-from gensar.errors import GensarError
+from gensar.config import from_dict, read_yaml, to_dict
+from gensar.errors import ConfigError, GensarError
 from gensar.io import atomic_dir
 
 METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
@@ -58,6 +58,20 @@ def _train_seconds(run_dir: Path, raw: dict) -> float | None:
     return raw.get("train_seconds")  # SASRec; the other baselines do not train
 
 
+def _resolved_config(path: str) -> dict:
+    """A run's config with every default filled in, so a run written before a config key existed
+    groups with later runs of the same settings; a file that no longer resolves is taken as is."""
+    raw = read_yaml(path)
+    if Path(path).name != "pipeline.yaml":
+        return raw
+    from gensar.pipeline import PipelineConfig
+
+    try:
+        return to_dict(from_dict(PipelineConfig, raw))
+    except ConfigError:
+        return raw
+
+
 def _without_seeds(obj):
     if isinstance(obj, dict):
         return {k: _without_seeds(v) for k, v in obj.items() if k != "seed"}
@@ -73,7 +87,7 @@ def group_runs(runs: list[dict]) -> list[dict]:
         if run["config"] is None:  # nothing to compare: a run of its own
             key = json.dumps([run["path"]])
         else:
-            config = read_yaml(run["config"])
+            config = _resolved_config(run["config"])
             key = json.dumps([run["data"], _without_seeds(config)], sort_keys=True, default=str)
         groups.setdefault(key, []).append(run)
     rows = []
