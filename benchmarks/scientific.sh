@@ -42,12 +42,14 @@ baselines() {
 lane_a() { pipeline joint-s0; pipeline joint-s1 --set model.train.seed=1; variant search-only; }
 lane_b() { wait_for_data; baselines; pipeline joint-s2 --set model.train.seed=2; variant rec-only; }
 # Ablations: the paper's tasks only, no auxiliary tasks, single-ID variants, TIGER-style.
-variants() { wait_for_data; variant paper-tasks; variant no-aux; variant semantic-ids; variant collaborative-ids
-             variant tiger; }
+variants() { wait_for_data
+             pipeline category-ids --set ids.semantic.category_weight=1.0  # category-weighted semantic IDs
+             pipeline adhoc-v1-e12 --set model.tasks.adhoc=0.25 --set model.tasks.pseudo_queries=3  # old ad-hoc mix
+             variant paper-tasks; variant no-aux; variant semantic-ids; variant collaborative-ids; variant tiger; }
 
 report() {
   local runs=()
-  for name in joint-s0 joint-s1 joint-s2 rec-only search-only no-aux paper-tasks semantic-ids collaborative-ids tiger \
+  for name in joint-s0 joint-s1 joint-s2 rec-only search-only category-ids adhoc-v1-e12 no-aux paper-tasks semantic-ids collaborative-ids tiger \
               sasrec-s0 sasrec-s1 sasrec-s2 popularity bm25 dense match-popularity; do
     [[ -f "$P$name/metrics.json" ]] && runs+=("$P$name")
   done
