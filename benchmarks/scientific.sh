@@ -4,8 +4,8 @@
 # the same prepared data and candidate lists, then `gensar report`.
 #
 #   benchmarks/scientific.sh            # everything, one job after another
-#   benchmarks/scientific.sh a & benchmarks/scientific.sh b   # the headline runs, two lanes of one core (~75 min each)
-#   benchmarks/scientific.sh variants   # the ablation variants (~2.5 h on one core)
+#   benchmarks/scientific.sh a & benchmarks/scientific.sh b   # the headline runs, two lanes of one core (~90 / ~60 min)
+#   benchmarks/scientific.sh variants   # the ablations, 7 runs of ~20-36 min (~3.5 h on one core)
 #   benchmarks/scientific.sh report
 #
 # Each pipeline run caches its stages: rerunning the script skips what is finished, resumes an
