@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from gensar.ids.trie import IdTrie
 from gensar.model.scoring import pad_batch
 from gensar.model.tasks import TASKS, example_samples
 from gensar.model.trained import ID_KIND, TrainedModel
-from gensar.pipeline import PipelineConfig, builtin_config, run_pipeline
+from gensar.pipeline import PipelineConfig, _fingerprint, builtin_config, run_pipeline
 
 METRIC_KEYS = {"hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"}
 
@@ -264,3 +265,16 @@ def test_paper_electronics_config_runs_on_a_tiny_slice(tmp_path):
     assert metrics["test"]["rec"]["n"] == 4 and metrics["test"]["search"]["n"] == 4
     manifest = json.loads((tmp_path / "run" / "data" / "manifest.json").read_text())
     assert manifest["options"]["search_protocol"] == "duplicate"
+
+
+def test_data_fingerprint_follows_source_contents_not_mtimes(tmp_path):
+    source = tmp_path / "Shop"
+    source.mkdir()
+    (source / "Shop.train.inter").write_text("user_id:token\titem_id_list:token_seq\titem_id:token\nu1\ti1\ti2\n")
+    (source / "Shop.text").write_text("item_id:token\ttext:token_seq\ni1\tred pen\n")
+    cfg = load_config(PipelineConfig, builtin_config("tiny"), [f"data.source={source}", "data.format=recbole"])
+    before = _fingerprint("data", cfg, "")
+    os.utime(source / "Shop.text", (1_000_000, 1_000_000))  # a re-provisioned copy: same bytes, new mtimes
+    assert _fingerprint("data", cfg, "") == before
+    (source / "Shop.text").write_text("item_id:token\ttext:token_seq\ni1\tblue pen\n")
+    assert _fingerprint("data", cfg, "") != before

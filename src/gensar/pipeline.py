@@ -9,7 +9,7 @@ RUN_DIR/
   model.started  the fingerprint of the last training started (to resume only that one)
 
 A stage is skipped on rerun when its fingerprint (its own config, plus the fingerprints of the
-stages it reads, plus the source files' sizes and mtimes) matches the recorded one; changing a
+stages it reads, plus a hash of the source files' contents) matches the recorded one; changing a
 stage's config reruns it and everything after it. An interrupted training resumes from its
 last checkpoint when its fingerprint is unchanged, and starts over otherwise.
 """
@@ -184,16 +184,28 @@ def _fingerprint(stage: str, cfg: PipelineConfig, upstream: str) -> str:
     own = {"data": cfg.data, "ids": cfg.ids, "model": cfg.model, "evaluate": cfg.eval}[stage]
     payload = {"stage": stage, "config": to_dict(own), "upstream": upstream}
     if stage == "data" and cfg.data.source != "synthetic":
-        payload["source_files"] = _source_stats(Path(cfg.data.source))
+        payload["source_files"] = _source_digests(Path(cfg.data.source))
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _source_stats(source: Path) -> list:
+def _source_digests(source: Path) -> list[tuple[str, str]]:
+    """(path inside the source, sha256) of each source file.
+
+    Contents, not mtimes or absolute paths: a copy of the same data elsewhere, or one re-provisioned
+    with new mtimes, keeps its cached stages.
+    """
     if not source.exists():
         raise GensarError(f"{source}: data source not found")
     files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
-    return [(str(p), p.stat().st_size, int(p.stat().st_mtime)) for p in files]
+    out = []
+    for path in files:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        out.append((path.name if path == source else path.relative_to(source).as_posix(), digest.hexdigest()))
+    return out
 
 
 def _read_stages(run: Path) -> dict[str, str]:
