@@ -23,12 +23,10 @@ import torch
 
 from gensar.data.prepared import PreparedData
 from gensar.data.queries import build_item_queries
-from gensar.decode.beam import constrained_beam_search
 from gensar.eval.candidates import candidate_matrix, eval_examples
-from gensar.ids.trie import IdTrie
-from gensar.model.scoring import pad_batch
+from gensar.eval.protocol import beam_retrieve
 from gensar.model.tasks import example_samples
-from gensar.model.trained import ID_KIND, TrainedModel
+from gensar.model.trained import TrainedModel
 from gensar.runtime import configure_threads
 
 
@@ -42,21 +40,16 @@ def query_match(run_dir: str, examples: int, no_history: bool, beam: int = 30, b
     if no_history:
         samples = [dataclasses.replace(s, task="adhoc_logged") for s in samples]
     cands = candidate_matrix(data, ex)  # [n, C], target first
-    codes = trained.id_codes(ID_KIND["search"], data.items["item_id"].tolist())
-    hits, share, matching = [], [], []
     with torch.inference_mode():
-        for lo in range(0, len(samples), batch):
-            chunk = samples[lo : lo + batch]
-            inputs = pad_batch([encoder.input(s) for s in chunk], trained.pad_id)  # [B, L]
-            trie = IdTrie.build_forest(codes, cands[lo : lo + len(chunk)])
-            ranked = constrained_beam_search(trained.model, inputs, inputs != trained.pad_id, trie,
-                                             trained.prefix("search"), beam_size=beam, top_k=beam)
-            for row, top in enumerate(ranked.items.numpy()):
-                words = set(ex["query"].iloc[lo + row].split())
-                top10 = [int(c) for c in top[:10] if c >= 0]
-                matching.append(sum(words <= item_words[c] for c in cands[lo + row]))
-                share.append(np.mean([words <= item_words[c] for c in top10]) if top10 else 0.0)
-                hits.append(int(cands[lo + row][0]) in top10)
+        top = beam_retrieve(trained, encoder, samples, "search", data.items["item_id"].tolist(), cands,
+                            beam_size=beam, batch_size=batch)  # [n, beam]
+    hits, share, matching = [], [], []
+    for row, query in enumerate(ex["query"]):
+        words = set(query.split())
+        top10 = [int(c) for c in top[row, :10] if c >= 0]
+        matching.append(sum(words <= item_words[c] for c in cands[row]))
+        share.append(np.mean([words <= item_words[c] for c in top10]) if top10 else 0.0)
+        hits.append(int(cands[row][0]) in top10)
     return {
         "run": run_dir, "examples": len(hits), "no_history": no_history,
         "hr@10": float(np.mean(hits)),

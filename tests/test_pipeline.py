@@ -8,12 +8,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from gensar.cli import main
 from gensar.config import load_config, to_dict
 from gensar.data.prepared import PreparedData
 from gensar.decode.beam import constrained_beam_search
 from gensar.errors import ConfigError, GensarError
+from gensar.eval.candidates import candidate_matrix, eval_examples
+from gensar.eval.protocol import beam_retrieve
 from gensar.ids.trie import IdTrie
 from gensar.model.scoring import pad_batch
 from gensar.model.tasks import TASKS, example_samples
@@ -152,6 +155,20 @@ def test_every_decoded_identifier_is_a_real_item(tiny_run):
             for item, toks in zip(row_items, row_tokens, strict=True):
                 ids = trained.tokenizer.convert_ids_to_tokens([t for t in toks if t >= 0])
                 assert tuple(ids) == table[items[item]]
+
+
+def test_beam_retrieve_stays_inside_each_examples_candidate_list(tiny_run):
+    data = PreparedData.load(tiny_run / "data")
+    trained = TrainedModel.load(tiny_run / "model")
+    examples = eval_examples(data, "test", "search", 6)
+    cands = candidate_matrix(data, examples)  # [6, C]
+    with torch.inference_mode():
+        top = beam_retrieve(trained, trained.encoder(data), example_samples(examples), "search",
+                            data.items["item_id"].tolist(), cands, beam_size=8, batch_size=4)
+    assert top.shape == (6, 8)
+    for row, cand_row in zip(top, cands, strict=True):
+        got = [int(i) for i in row if i >= 0]
+        assert got and len(set(got)) == len(got) and set(got) <= set(cand_row.tolist())
 
 
 def test_report_writes_table_and_plot(tiny_run, tmp_path, capsys):

@@ -67,10 +67,21 @@ def _beam_ranks(trained: TrainedModel, encoder, samples, behavior: str, item_ids
                 cands: np.ndarray | None, targets: np.ndarray, beam_size: int, batch_size: int,
                 progress: bool) -> np.ndarray:
     """0-based rank of each target in the beam's output (np.inf when the beam missed it)."""
+    retrieved = beam_retrieve(trained, encoder, samples, behavior, item_ids, cands, beam_size, batch_size, progress)
+    return rank_from_retrieved(retrieved, targets)
+
+
+def beam_retrieve(trained: TrainedModel, encoder, samples, behavior: str, item_ids: list[str],
+                  cands: np.ndarray | None, beam_size: int = 30, batch_size: int = 32,
+                  progress: bool = False) -> np.ndarray:
+    """int64 [n, beam_size]: item rows (of ``item_ids``) each sample's beam ranked, best first; -1 pads.
+
+    ``cands`` [n, C] restricts each sample to its own candidate rows; None = the whole catalog.
+    """
     codes = trained.id_codes(ID_KIND[behavior], item_ids)  # [n_items, L]
     catalog = IdTrie.build(codes) if cands is None else None
     prefix = trained.prefix(behavior)
-    ranks = []
+    out = np.full((len(samples), beam_size), -1, dtype=np.int64)
     bar = tqdm(total=len(samples), desc=f"decode {behavior}", disable=not progress, leave=False)
     for lo in range(0, len(samples), batch_size):
         chunk = samples[lo : lo + batch_size]
@@ -78,10 +89,11 @@ def _beam_ranks(trained: TrainedModel, encoder, samples, behavior: str, item_ids
         trie = catalog if cands is None else IdTrie.build_forest(codes, cands[lo : lo + len(chunk)])
         ranked = constrained_beam_search(trained.model, inputs, inputs != trained.pad_id, trie, prefix,
                                          beam_size=beam_size, top_k=beam_size)
-        ranks.append(rank_from_retrieved(ranked.items.numpy(), targets[lo : lo + len(chunk)]))
+        items = ranked.items.numpy()  # [B, <= beam_size]
+        out[lo : lo + len(chunk), : items.shape[1]] = items
         bar.update(len(chunk))
     bar.close()
-    return np.concatenate(ranks)
+    return out
 
 
 def evaluate_run(run_dir: str | Path, split: str, cfg, full_ranking: bool = False) -> dict:
