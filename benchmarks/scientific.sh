@@ -4,8 +4,8 @@
 # the same prepared data and candidate lists, then `gensar report`.
 #
 #   benchmarks/scientific.sh            # everything, one job after another
-#   benchmarks/scientific.sh a & benchmarks/scientific.sh b   # the headline runs, two lanes of one core (~90 / ~60 min)
-#   benchmarks/scientific.sh variants   # the ablations, 7 runs of ~20-36 min (~3.5 h on one core)
+#   benchmarks/scientific.sh a & benchmarks/scientific.sh b   # the headline runs, two lanes of one core (~85 / ~60 min)
+#   benchmarks/scientific.sh variants   # the ablations, runs of ~15-52 min (~8 h on one core)
 #   benchmarks/scientific.sh report
 #
 # Each pipeline run caches its stages: rerunning the script skips what is finished, resumes an
@@ -41,15 +41,25 @@ baselines() {
 # Two lanes of about equal length: GenSAR over 3 seeds, its single-task versions, the baselines.
 lane_a() { pipeline joint-s0; pipeline joint-s1 --set model.train.seed=1; variant search-only; }
 lane_b() { wait_for_data; baselines; pipeline joint-s2 --set model.train.seed=2; variant rec-only; }
-# Ablations: the paper's tasks only, no auxiliary tasks, single-ID variants, TIGER-style.
+# Ablations: weight decay (wd0.01 = the previous config, over 3 seeds, its single-task versions and
+# 18 epochs; the two after it were measured at wd 0.01), then the paper's tasks only, no auxiliary
+# tasks, single-ID variants, TIGER-style.
 variants() { wait_for_data
-             pipeline category-ids --set ids.semantic.category_weight=1.0  # category-weighted semantic IDs
-             pipeline adhoc-v1-e12 --set model.tasks.adhoc=0.25 --set model.tasks.pseudo_queries=3  # old ad-hoc mix
+             pipeline wd0.1-s0 --set model.train.weight_decay=0.1
+             local wd=(--set model.train.weight_decay=0.01)
+             for seed in 0 1 2; do pipeline wd0.01-s$seed "${wd[@]}" --set model.train.seed=$seed; done
+             pipeline wd0.01-rec-only --config configs/variants/rec-only.yaml "${wd[@]}"
+             pipeline wd0.01-search-only --config configs/variants/search-only.yaml "${wd[@]}"
+             for seed in 0 1; do pipeline wd0.01-e18-s$seed "${wd[@]}" --set model.train.epochs=18 --set model.train.seed=$seed; done
+             pipeline wd0.01-category-ids "${wd[@]}" --set ids.semantic.category_weight=1.0  # category-weighted semantic IDs
+             pipeline wd0.01-adhoc-v1-e12 "${wd[@]}" --set model.tasks.adhoc=0.25 --set model.tasks.pseudo_queries=3  # old ad-hoc mix
              variant paper-tasks; variant no-aux; variant semantic-ids; variant collaborative-ids; variant tiger; }
 
 report() {
   local runs=()
-  for name in joint-s0 joint-s1 joint-s2 rec-only search-only category-ids adhoc-v1-e12 no-aux paper-tasks semantic-ids collaborative-ids tiger \
+  for name in joint-s0 joint-s1 joint-s2 rec-only search-only wd0.1-s0 wd0.01-s0 wd0.01-s1 wd0.01-s2 wd0.01-rec-only \
+              wd0.01-search-only wd0.01-e18-s0 wd0.01-e18-s1 wd0.01-category-ids wd0.01-adhoc-v1-e12 \
+              no-aux paper-tasks semantic-ids collaborative-ids tiger \
               sasrec-s0 sasrec-s1 sasrec-s2 popularity bm25 dense match-popularity; do
     [[ -f "$P$name/metrics.json" ]] && runs+=("$P$name")
   done
