@@ -192,19 +192,17 @@ def _fingerprint(stage: str, cfg: PipelineConfig, upstream: str) -> str:
 def _source_digests(source: Path) -> list[tuple[str, str]]:
     """(path inside the source, sha256) of each source file.
 
-    Contents, not mtimes or absolute paths: a copy of the same data elsewhere, or one re-provisioned
-    with new mtimes, keeps its cached stages.
+    Contents, not mtimes: a source re-provisioned with the same bytes and new mtimes keeps its
+    cached stages (``data.source`` itself is part of the config, so a moved source reruns).
     """
     if not source.exists():
         raise GensarError(f"{source}: data source not found")
     files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
     out = []
     for path in files:
-        digest = hashlib.sha256()
         with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        out.append((path.name if path == source else path.relative_to(source).as_posix(), digest.hexdigest()))
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        out.append((path.name if path == source else path.relative_to(source).as_posix(), digest))
     return out
 
 
