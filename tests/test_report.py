@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gensar.cli import main
-from gensar.eval.report import METRICS, group_runs, read_run
+from gensar.eval.report import METRICS, group_runs, read_run, tradeoff_points
 
 
 def _run(root: Path, name: str, rec_hr10: float, search_hr10: float | None, seed: int | None,
@@ -61,6 +61,20 @@ def test_runs_group_by_resolved_config(tmp_path):
         (run / "pipeline.yaml").write_text(text + f"ids: {{semantic: {{category_weight: {weight}}}}}\n")
     rows = group_runs([read_run(p) for p in (old, new, other)])
     assert [(r["name"], r["seeds"]) for r in rows] == [("joint", 2), ("joint-cat", 1)]
+
+
+def test_tradeoff_points_number_methods_and_put_a_missing_task_at_zero(tmp_path):
+    paths = [_run(tmp_path, "joint-s0", 0.40, 0.30, 0), _run(tmp_path, "joint-s1", 0.44, 0.34, 1),
+             _run(tmp_path, "sasrec", 0.42, None, None)]
+    (tmp_path / "nothing").mkdir()
+    (tmp_path / "nothing" / "metrics.json").write_text(json.dumps({"method": "x", "valid": {}}))
+    rows = group_runs([read_run(p) for p in [*paths, tmp_path / "nothing"]])
+    points = tradeoff_points(rows, "test")
+    assert [p["number"] for p in points] == [1, 2]  # the run without test metrics gets no point
+    joint, sasrec = points
+    assert (joint["x"], joint["y"]) == (pytest.approx(0.42), pytest.approx(0.32))
+    assert joint["xerr"] == pytest.approx(0.0283, abs=1e-4) and joint["label"] == "1  joint (0.420, 0.320)"
+    assert (sasrec["y"], sasrec["yerr"]) == (0.0, 0.0) and sasrec["label"] == "2  sasrec (0.420, –)"
 
 
 def test_report_cli_writes_table_json_and_plot(tmp_path, capsys):

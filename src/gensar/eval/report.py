@@ -138,24 +138,40 @@ def markdown_table(rows: list[dict], split: str) -> str:
     return "\n".join(lines)
 
 
-def tradeoff_plot(rows: list[dict], split: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=120)
+def tradeoff_points(rows: list[dict], split: str) -> list[dict]:
+    """One numbered point per method with an HR@10 on either task; a task it does not do sits at 0."""
+    points = []
     for row in rows:
         m = row["metrics"].get(split, {})
         rec = m.get("rec", {}).get("hr@10")
         search = m.get("search", {}).get("hr@10")
         if rec is None and search is None:
             continue
-        # A single-task method sits on its axis: it does not do the other task.
-        x, y = (rec["mean"] if rec else 0.0), (search["mean"] if search else 0.0)
-        ax.errorbar([x], [y], xerr=[rec["std"] if rec else 0.0], yerr=[search["std"] if search else 0.0],
-                    fmt="o", ms=6, capsize=3)
-        ax.annotate(row["name"], (x, y), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        shown = [f"{s['mean']:.3f}" if s else "–" for s in (rec, search)]
+        points.append({
+            "number": len(points) + 1,
+            "x": rec["mean"] if rec else 0.0, "y": search["mean"] if search else 0.0,
+            "xerr": rec["std"] if rec else 0.0, "yerr": search["std"] if search else 0.0,
+            "label": f"{len(points) + 1}  {row['name']} ({', '.join(shown)})",
+        })
+    return points
+
+
+def tradeoff_plot(rows: list[dict], split: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 5), dpi=120)
+    markers = "osD^vP*X<>"
+    # Methods crowd together near the top right: points carry a number, the legend the name.
+    for p in tradeoff_points(rows, split):
+        ax.errorbar([p["x"]], [p["y"]], xerr=[p["xerr"]], yerr=[p["yerr"]],
+                    fmt=markers[(p["number"] - 1) % len(markers)], ms=6, capsize=3, label=p["label"])
+        ax.annotate(str(p["number"]), (p["x"], p["y"]), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False,
+              title="method (rec, search HR@10)", title_fontsize=7)
     ax.set_xlabel(f"recommendation HR@10 ({split})")
     ax.set_ylabel(f"search HR@10 ({split})")
     ax.set_title("Search vs recommendation trade-off")
