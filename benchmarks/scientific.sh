@@ -5,7 +5,8 @@
 #
 #   benchmarks/scientific.sh            # everything, one job after another
 #   benchmarks/scientific.sh a & benchmarks/scientific.sh b   # the headline runs, two lanes of one core (~85 / ~60 min)
-#   benchmarks/scientific.sh variants   # the ablations, runs of ~15-52 min (~8 h on one core)
+#   benchmarks/scientific.sh variants   # weight-decay ablations, then the method's (~8 h on one core)
+#   benchmarks/scientific.sh ablations-a & benchmarks/scientific.sh ablations-b   # the method's only
 #   benchmarks/scientific.sh report
 #
 # Each pipeline run caches its stages: rerunning the script skips what is finished, resumes an
@@ -53,13 +54,17 @@ variants() { wait_for_data
              for seed in 0 1; do pipeline wd0.01-e18-s$seed "${wd[@]}" --set model.train.epochs=18 --set model.train.seed=$seed; done
              pipeline wd0.01-category-ids "${wd[@]}" --set ids.semantic.category_weight=1.0  # category-weighted semantic IDs
              pipeline wd0.01-adhoc-v1-e12 "${wd[@]}" --set model.tasks.adhoc=0.25 --set model.tasks.pseudo_queries=3  # old ad-hoc mix
-             variant paper-tasks; variant no-aux; variant semantic-ids; variant collaborative-ids; variant tiger; }
+             ablations; }
+# The method's ablations at the headline config, in two lanes of about equal length (~60-75 min each).
+ablations_a() { wait_for_data; variant semantic-ids; variant tiger; variant no-aux; }
+ablations_b() { wait_for_data; variant collaborative-ids; variant paper-tasks; }
+ablations() { ablations_a; ablations_b; }
 
 report() {
   local runs=()
-  for name in joint-s0 joint-s1 joint-s2 rec-only search-only wd0.1-s0 wd0.01-s0 wd0.01-s1 wd0.01-s2 wd0.01-rec-only \
-              wd0.01-search-only wd0.01-e18-s0 wd0.01-e18-s1 wd0.01-category-ids wd0.01-adhoc-v1-e12 \
-              no-aux paper-tasks semantic-ids collaborative-ids tiger \
+  for name in joint-s0 joint-s1 joint-s2 rec-only search-only paper-tasks no-aux semantic-ids collaborative-ids \
+              tiger wd0.1-s0 wd0.01-s0 wd0.01-s1 wd0.01-s2 wd0.01-rec-only wd0.01-search-only wd0.01-e18-s0 \
+              wd0.01-e18-s1 wd0.01-category-ids wd0.01-adhoc-v1-e12 \
               sasrec-s0 sasrec-s1 sasrec-s2 popularity bm25 dense match-popularity; do
     [[ -f "$P$name/metrics.json" ]] && runs+=("$P$name")
   done
@@ -70,7 +75,9 @@ case "${1:-all}" in
   a) lane_a ;;
   b) lane_b ;;
   variants) variants ;;
+  ablations-a) ablations_a ;;
+  ablations-b) ablations_b ;;
   report) report ;;
   all) lane_a; lane_b; variants; report ;;
-  *) echo "usage: $0 [all|a|b|variants|report]" >&2; exit 2 ;;
+  *) echo "usage: $0 [all|a|b|variants|ablations-a|ablations-b|report]" >&2; exit 2 ;;
 esac
