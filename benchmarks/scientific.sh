@@ -4,7 +4,7 @@
 # the same prepared data and candidate lists, then `gensar report`.
 #
 #   benchmarks/scientific.sh            # everything, one job after another
-#   benchmarks/scientific.sh a & benchmarks/scientific.sh b   # the headline runs, two lanes of one core (~85 / ~60 min)
+#   benchmarks/scientific.sh a & benchmarks/scientific.sh b   # the headline runs, two lanes of one core (~115 / ~90 min)
 #   benchmarks/scientific.sh variants   # weight-decay ablations, then the method's (~8 h on one core)
 #   benchmarks/scientific.sh ablations-a & benchmarks/scientific.sh ablations-b   # the method's only
 #   benchmarks/scientific.sh report
@@ -25,6 +25,9 @@ pipeline() {  # NAME [extra args...]
   gensar pipeline --config "$BASE" "$@" --out "$P$name" "${reuse[@]}"
 }
 variant() { pipeline "$1" --config "configs/variants/$1.yaml"; }
+variant_seeds() {  # NAME: seeds 1 and 2 of a variant (seed 0 is `variant NAME`)
+  for seed in 1 2; do pipeline "$1-s$seed" --config "configs/variants/$1.yaml" --set model.train.seed=$seed; done
+}
 wait_for_data() { until [[ -f "$FIRST/ids/item_ids.json" ]]; do sleep 30; done; }
 
 baselines() {
@@ -40,8 +43,8 @@ baselines() {
 }
 
 # Two lanes of about equal length: GenSAR over 3 seeds, its single-task versions, the baselines.
-lane_a() { pipeline joint-s0; pipeline joint-s1 --set model.train.seed=1; variant search-only; }
-lane_b() { wait_for_data; baselines; pipeline joint-s2 --set model.train.seed=2; variant rec-only; }
+lane_a() { pipeline joint-s0; pipeline joint-s1 --set model.train.seed=1; variant search-only; variant_seeds search-only; }
+lane_b() { wait_for_data; baselines; pipeline joint-s2 --set model.train.seed=2; variant rec-only; variant_seeds rec-only; }
 # Ablations: weight decay (wd0.01 = the previous config, over 3 seeds, its single-task versions and
 # 18 epochs; the two after it were measured at wd 0.01), then the paper's tasks only, no auxiliary
 # tasks, single-ID variants, TIGER-style.
@@ -62,7 +65,8 @@ ablations() { ablations_a; ablations_b; }
 
 report() {
   local runs=()
-  for name in joint-s0 joint-s1 joint-s2 rec-only search-only paper-tasks no-aux semantic-ids collaborative-ids \
+  for name in joint-s0 joint-s1 joint-s2 rec-only rec-only-s1 rec-only-s2 search-only search-only-s1 search-only-s2 \
+              paper-tasks no-aux semantic-ids collaborative-ids \
               tiger wd0.1-s0 wd0.01-s0 wd0.01-s1 wd0.01-s2 wd0.01-rec-only wd0.01-search-only wd0.01-e18-s0 \
               wd0.01-e18-s1 wd0.01-category-ids wd0.01-adhoc-v1-e12 \
               sasrec-s0 sasrec-s1 sasrec-s2 popularity bm25 dense match-popularity; do
