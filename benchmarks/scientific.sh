@@ -50,6 +50,7 @@ lane_b() { wait_for_data; baselines; pipeline joint-s2 --set model.train.seed=2;
 # tasks, single-ID variants, TIGER-style.
 variants() { wait_for_data
              pipeline wd0.1-s0 --set model.train.weight_decay=0.1
+             pipeline wd1.0-s0 --set model.train.weight_decay=1.0
              local wd=(--set model.train.weight_decay=0.01)
              for seed in 0 1 2; do pipeline wd0.01-s$seed "${wd[@]}" --set model.train.seed=$seed; done
              pipeline wd0.01-rec-only --config configs/variants/rec-only.yaml "${wd[@]}"
@@ -67,7 +68,7 @@ report() {
   local runs=()
   for name in joint-s0 joint-s1 joint-s2 rec-only rec-only-s1 rec-only-s2 search-only search-only-s1 search-only-s2 \
               paper-tasks no-aux semantic-ids collaborative-ids \
-              tiger wd0.1-s0 wd0.01-s0 wd0.01-s1 wd0.01-s2 wd0.01-rec-only wd0.01-search-only wd0.01-e18-s0 \
+              tiger wd0.1-s0 wd1.0-s0 wd0.01-s0 wd0.01-s1 wd0.01-s2 wd0.01-rec-only wd0.01-search-only wd0.01-e18-s0 \
               wd0.01-e18-s1 wd0.01-category-ids wd0.01-adhoc-v1-e12 \
               sasrec-s0 sasrec-s1 sasrec-s2 popularity bm25 dense match-popularity; do
     [[ -f "$P$name/metrics.json" ]] && runs+=("$P$name")
