@@ -77,6 +77,13 @@ def test_tradeoff_points_number_methods_and_put_a_missing_task_at_zero(tmp_path)
     assert (sasrec["y"], sasrec["yerr"]) == (0.0, 0.0) and sasrec["label"] == "2  sasrec (0.420, –)"
 
 
+def test_tradeoff_points_tell_twenty_methods_apart():
+    """The scientific report has 20+ methods: no two of the first 20 may share marker and color."""
+    rows = [{"name": f"m{i}", "metrics": {"test": {"rec": {"hr@10": {"mean": 0.1, "std": 0.0}}}}} for i in range(20)]
+    styles = [(p["marker"], p["color"]) for p in tradeoff_points(rows, "test")]
+    assert len(styles) == 20 and len(set(styles)) == 20
+
+
 def test_report_cli_writes_table_json_and_plot(tmp_path, capsys):
     paths = [_run(tmp_path, "a-s0", 0.40, 0.30, 0, train_seconds=600), _run(tmp_path, "a-s1", 0.44, 0.34, 1,
                                                                            train_seconds=660)]

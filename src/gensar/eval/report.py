@@ -138,6 +138,10 @@ def markdown_table(rows: list[dict], split: str) -> str:
     return "\n".join(lines)
 
 
+# 7 markers against matplotlib's 10 default colors: (marker, color) repeats only after 70 methods.
+MARKERS = "osD^vP*"
+
+
 def tradeoff_points(rows: list[dict], split: str) -> list[dict]:
     """One numbered point per method with an HR@10 on either task; a task it does not do sits at 0."""
     points = []
@@ -148,11 +152,12 @@ def tradeoff_points(rows: list[dict], split: str) -> list[dict]:
         if rec is None and search is None:
             continue
         shown = [f"{s['mean']:.3f}" if s else "–" for s in (rec, search)]
+        i = len(points)
         points.append({
-            "number": len(points) + 1,
+            "number": i + 1, "marker": MARKERS[i % len(MARKERS)], "color": f"C{i % 10}",
             "x": rec["mean"] if rec else 0.0, "y": search["mean"] if search else 0.0,
             "xerr": rec["std"] if rec else 0.0, "yerr": search["std"] if search else 0.0,
-            "label": f"{len(points) + 1}  {row['name']} ({', '.join(shown)})",
+            "label": f"{i + 1}  {row['name']} ({', '.join(shown)})",
         })
     return points
 
@@ -164,11 +169,10 @@ def tradeoff_plot(rows: list[dict], split: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(9, 5), dpi=120)
-    markers = "osD^vP*X<>"
     # Methods crowd together near the top right: points carry a number, the legend the name.
     for p in tradeoff_points(rows, split):
-        ax.errorbar([p["x"]], [p["y"]], xerr=[p["xerr"]], yerr=[p["yerr"]],
-                    fmt=markers[(p["number"] - 1) % len(markers)], ms=6, capsize=3, label=p["label"])
+        ax.errorbar([p["x"]], [p["y"]], xerr=[p["xerr"]], yerr=[p["yerr"]], fmt=p["marker"], color=p["color"],
+                    ms=6, capsize=3, label=p["label"])
         ax.annotate(str(p["number"]), (p["x"], p["y"]), textcoords="offset points", xytext=(4, 3), fontsize=7)
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False,
               title="method (rec, search HR@10)", title_fontsize=7)
