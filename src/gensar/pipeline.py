@@ -4,7 +4,10 @@ RUN_DIR/
   data/          prepared data (``gensar prepare``)
   ids/           embeddings, RQ-VAE, item_ids.json (``gensar ids``)
   model/         the trained T5 + tokenizer (``gensar train``); model.ckpt/ while training
-  metrics.json   evaluation of the model on the saved candidate lists
+  hybrid/        the hybrid ranker's retrievers and fusion, fitted on the valid split (``gensar.hybrid``)
+  metrics.json   evaluation on the saved candidate lists and over the whole catalog: the hybrid
+                 ranker at the top level (what ``serve`` answers), the generative model alone under
+                 ``generative``
   pipeline.yaml  the resolved config; stages.json: each finished stage's fingerprint
   model.started  the fingerprint of the last training started (to resume only that one)
 
@@ -30,11 +33,12 @@ from gensar.config import load_config, require, to_dict, to_yaml
 from gensar.data.prepare import PrepareConfig
 from gensar.data.synth import SynthConfig
 from gensar.errors import GensarError
+from gensar.hybrid.config import HybridConfig
 from gensar.ids.cli import IdsConfig
 from gensar.io import atomic_write_json, atomic_write_text
 from gensar.model.train import ModelRunConfig
 
-STAGES = ("data", "ids", "model", "evaluate")
+STAGES = ("data", "ids", "model", "hybrid", "evaluate")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class EvalConfig:
     beam_size: int = 30
     batch_size: int = 32
     max_examples: int = 0  # per split and behavior; 0 = all
+    full_ranking: bool = True  # also rank the whole catalog (recall/ndcg@5/10/20)
 
     def validate(self) -> None:
         require(all(s in ("valid", "test") for s in self.splits), "eval.splits", "each must be valid or test")
@@ -65,6 +70,7 @@ class PipelineConfig:
     data: DataStageConfig = field(default_factory=DataStageConfig)
     ids: IdsConfig = field(default_factory=IdsConfig)
     model: ModelRunConfig = field(default_factory=ModelRunConfig)
+    hybrid: HybridConfig = field(default_factory=HybridConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
@@ -119,7 +125,8 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, force: bool = False,
 
 def _stage_output(run: Path, stage: str) -> Path:
     return {"data": run / "data" / "manifest.json", "ids": run / "ids" / "item_ids.json",
-            "model": run / "model" / "config.json", "evaluate": run / "metrics.json"}[stage]
+            "model": run / "model" / "config.json", "hybrid": run / "hybrid" / "config.yaml",
+            "evaluate": run / "metrics.json"}[stage]
 
 
 def _mark_done(run: Path, done: dict[str, str], stage: str, fp: str) -> dict[str, str]:
@@ -136,7 +143,7 @@ def _copy_stage(donor: Path, run: Path, stage: str) -> None:
     if stage == "evaluate":
         atomic_write_text(run / src.name, src.read_text(encoding="utf-8"))
         return
-    name = src.parent.name  # data/, ids/, model/
+    name = src.parent.name  # data/, ids/, model/, hybrid/
     tmp = run / f".{name}.copy"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(donor / name, tmp)
@@ -173,16 +180,42 @@ def _run_stage(stage: str, cfg: PipelineConfig, run: Path, fp: str) -> None:
             print("[pipeline] model: config, data or IDs changed since the interrupted training; starting over")
         atomic_write_text(started, fp)
         train(run / "data", run / "ids", run / "model", cfg.model, resume=resume, overwrite=True)
-    else:
-        from gensar.eval.protocol import evaluate_run
+    elif stage == "hybrid":
+        from gensar.hybrid.stage import fit_hybrid, skip_hybrid
 
-        metrics = {split: evaluate_run(run, split, cfg.eval) for split in cfg.eval.splits}
-        atomic_write_json(run / "metrics.json", {"method": "gensar", **metrics})
+        if cfg.hybrid.enabled:
+            fit_hybrid(run, cfg.hybrid, cfg.ids.sasrec, cfg.eval.max_examples)
+        else:
+            skip_hybrid(run, cfg.hybrid)
+    else:
+        atomic_write_json(run / "metrics.json", _evaluate(cfg, run))
+
+
+def _evaluate(cfg: PipelineConfig, run: Path) -> dict:
+    """metrics.json: the served ranker's figures at the top level, the generative model's alone
+    under ``generative`` (both protocols); equal when the hybrid is off."""
+    from gensar.eval.protocol import evaluate_run
+
+    generative: dict = {split: evaluate_run(run, split, cfg.eval) for split in cfg.eval.splits}
+    if cfg.eval.full_ranking:
+        generative["full_ranking"] = {split: evaluate_run(run, split, cfg.eval, full_ranking=True)
+                                      for split in cfg.eval.splits}
+    if not cfg.hybrid.enabled:
+        return {"method": "gensar", "ranker": "beam", **generative, "generative": generative}
+    from gensar.hybrid.stage import evaluate_hybrid
+
+    hybrid = {split: evaluate_hybrid(run, cfg.hybrid, split, cfg.eval.max_examples) for split in cfg.eval.splits}
+    return {"method": "gensar", "ranker": "hybrid",
+            **{split: hybrid[split]["sampled"] for split in cfg.eval.splits},
+            "full_ranking": {split: hybrid[split]["full"] for split in cfg.eval.splits},
+            "generative": generative}
 
 
 def _fingerprint(stage: str, cfg: PipelineConfig, upstream: str) -> str:
-    own = {"data": cfg.data, "ids": cfg.ids, "model": cfg.model, "evaluate": cfg.eval}[stage]
+    own = {"data": cfg.data, "ids": cfg.ids, "model": cfg.model, "hybrid": cfg.hybrid, "evaluate": cfg.eval}[stage]
     payload = {"stage": stage, "config": to_dict(own), "upstream": upstream}
+    if stage == "hybrid":  # its SASRec retriever trains with the ID stage's SASRec settings
+        payload["sasrec"] = to_dict(cfg.ids.sasrec)
     if stage == "data" and cfg.data.source != "synthetic":
         payload["source_files"] = _source_digests(Path(cfg.data.source))
     blob = json.dumps(payload, sort_keys=True, default=str).encode()

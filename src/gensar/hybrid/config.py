@@ -1,0 +1,48 @@
+"""Settings of hybrid generative retrieval (``gensar.hybrid``): which retrievers, how deep, how fitted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gensar.config import require
+
+REC_SCORERS = ("sasrec", "popularity")
+SEARCH_SCORERS = ("bm25", "dense", "match-popularity", "popularity")
+KNOWN_SCORERS = ("sasrec", "popularity", "bm25", "dense", "match-popularity")
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    # Off: the pipeline evaluates and serves the generative model alone (beam search).
+    enabled: bool = True
+    beam_size: int = 30  # generative proposals per request (constrained beam search)
+    depth: int = 50  # proposals per retriever: its top ``depth`` items join the candidate union
+    # Scorers whose scores become fusion features, per behavior; each also proposes candidates
+    # unless listed in ``feature_only`` (popularity proposes the same items to everyone).
+    rec_scorers: tuple[str, ...] = REC_SCORERS
+    search_scorers: tuple[str, ...] = SEARCH_SCORERS
+    feature_only: tuple[str, ...] = ("popularity",)
+    l2: float = 1e-2  # ridge penalty of the fusion weights (features are standardized)
+    folds: int = 2  # cross-validation folds over the valid split for the reported valid figures
+    batch_size: int = 32  # requests scored together
+    candidate_chunk: int = 64  # candidates per decoder pass when scoring identifiers exactly
+
+    def validate(self) -> None:
+        require(self.beam_size >= 1, "hybrid.beam_size", "must be >= 1")
+        require(self.depth >= 1, "hybrid.depth", "must be >= 1")
+        for key in ("rec_scorers", "search_scorers", "feature_only"):
+            for name in getattr(self, key):
+                require(name in KNOWN_SCORERS, f"hybrid.{key}", f"unknown scorer '{name}' (known: "
+                        f"{', '.join(KNOWN_SCORERS)})")
+        require("sasrec" not in self.search_scorers, "hybrid.search_scorers",
+                "sasrec ranks by history only; it is a recommendation scorer")
+        require(self.l2 >= 0, "hybrid.l2", "must be >= 0")
+        require(self.folds >= 2, "hybrid.folds", "must be >= 2")
+        require(self.batch_size >= 1, "hybrid.batch_size", "must be >= 1")
+        require(self.candidate_chunk >= 1, "hybrid.candidate_chunk", "must be >= 1")
+
+    def scorers(self, behavior: str) -> tuple[str, ...]:
+        return self.rec_scorers if behavior == "rec" else self.search_scorers
+
+    def proposers(self, behavior: str) -> tuple[str, ...]:
+        return tuple(s for s in self.scorers(behavior) if s not in self.feature_only)

@@ -1,0 +1,106 @@
+"""Fusion features of (request, candidate) pairs, and the candidate union of several retrievers.
+
+Every feature is a number per candidate that a linear fusion can weigh on one scale across
+requests, so each scorer's raw catalog scores pass through one normalizer, picked once by name
+(``normalizer``):
+
+    generative        log p(identifier | input)            (exact; already a log-probability)
+    sasrec            log-softmax of SASRec's logits over the catalog
+    bm25              BM25 score / the request's best BM25 score over the catalog (0 when none matches)
+    dense             cosine of query and item embeddings
+    match-popularity  1 when the item contains every query word, else 0
+    popularity        log(1 + clicks) / log(1 + most clicks)
+    seen              1 when the user clicked the item before (repeat behaviour differs by dataset)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+GENERATIVE = "generative"
+SEEN = "seen"
+
+Normalizer = Callable[[np.ndarray], np.ndarray]  # catalog scores [B, N] -> features [B, N]
+
+
+def feature_names(scorers: Sequence[str]) -> tuple[str, ...]:
+    return (GENERATIVE, *scorers, SEEN)
+
+
+def normalizer(name: str) -> Normalizer:
+    """The normalizer of scorer ``name`` (see the module doc)."""
+    table: dict[str, Normalizer] = {
+        "sasrec": _log_softmax,
+        "bm25": _over_row_max,
+        "dense": _identity,
+        "match-popularity": _match,
+        "popularity": _log_over_max,
+    }
+    if name not in table:
+        raise KeyError(f"no feature normalizer for scorer '{name}'")
+    return table[name]
+
+
+def _identity(s: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(s, neginf=0.0)
+
+
+def _log_softmax(s: np.ndarray) -> np.ndarray:
+    s = s.astype(np.float64)
+    top = s.max(axis=1, keepdims=True)
+    return s - top - np.log(np.exp(s - top).sum(axis=1, keepdims=True))
+
+
+def _over_row_max(s: np.ndarray) -> np.ndarray:
+    top = s.max(axis=1, keepdims=True)
+    return np.where(top > 0, s / np.where(top > 0, top, 1.0), 0.0)
+
+
+def _match(s: np.ndarray) -> np.ndarray:
+    # match-popularity scores are match (0/1) + a popularity prior in [0, 1)
+    return (s >= 1.0).astype(np.float64)
+
+
+def _log_over_max(s: np.ndarray) -> np.ndarray:
+    logs = np.log1p(np.maximum(s, 0.0))
+    top = logs.max(axis=1, keepdims=True)
+    return logs / np.where(top > 0, top, 1.0)
+
+
+def gather(matrix: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """``matrix[b, candidates[b, c]]`` [B, C]; 0 where the candidate is -1."""
+    out = np.take_along_axis(matrix, np.maximum(candidates, 0), axis=1)
+    return np.where(candidates >= 0, out, 0.0)
+
+
+def seen_feature(histories: Sequence[Sequence[int]], candidates: np.ndarray) -> np.ndarray:
+    """[B, C] 1.0 where the candidate is in the request's history."""
+    out = np.zeros(candidates.shape, dtype=np.float64)
+    for b, history in enumerate(histories):
+        if history:
+            out[b] = np.isin(candidates[b], np.fromiter(history, dtype=np.int64))
+    return np.where(candidates >= 0, out, 0.0)
+
+
+def top_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """[B, k] item rows of each row's ``k`` best finite scores, best first (-1 pads); ties: lower row first."""
+    k = min(k, scores.shape[1])
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < scores.shape[1] else \
+        np.tile(np.arange(scores.shape[1]), (len(scores), 1))
+    vals = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -vals), axis=1)
+    rows = np.take_along_axis(part, order, axis=1)
+    return np.where(np.isfinite(np.take_along_axis(vals, order, axis=1)), rows, -1)
+
+
+def union_candidates(proposals: Sequence[np.ndarray]) -> np.ndarray:
+    """[B, C] the distinct item rows of every proposal matrix [B, K_i], in first-seen order; -1 pads."""
+    rows = [list(dict.fromkeys(int(i) for p in proposals for i in p[b] if i >= 0))
+            for b in range(proposals[0].shape[0])]
+    width = max((len(r) for r in rows), default=0)
+    out = np.full((len(rows), width), -1, dtype=np.int64)
+    for b, r in enumerate(rows):
+        out[b, : len(r)] = r
+    return out

@@ -1,0 +1,91 @@
+"""Hybrid generative retrieval: candidates from the generative beam and text/collaborative
+retrievers, every candidate scored by every part, ordered by a fitted fusion.
+
+For one batch of requests of one behavior:
+
+1. proposals: the generative model's constrained beam over the whole catalog (``beam_size``) and
+   the top ``depth`` items of each proposing scorer (BM25 and dense retrieval for search, SASRec
+   for recommendation); their union is the candidate set. Given candidates (the sampled protocol's
+   saved lists) replace the proposals.
+2. features: the exact generative log-probability of every candidate (not only the beam's) and
+   each scorer's normalized score (``gensar.hybrid.features``).
+3. order: ``LinearFusion`` per behavior. Items outside the union are not ranked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gensar.baselines.scorer import Request, Scorer
+from gensar.errors import GensarError
+from gensar.hybrid.config import HybridConfig
+from gensar.hybrid.features import feature_names, gather, normalizer, seen_feature, top_rows, union_candidates
+from gensar.hybrid.fusion import LinearFusion
+from gensar.hybrid.generative import GenerativeScorer
+
+
+@dataclass(frozen=True)
+class Candidates:
+    items: np.ndarray  # [B, C] item rows, -1 pads
+    features: np.ndarray  # [B, C, F] float64, in ``feature_names`` order
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.items >= 0
+
+
+class HybridRanker:
+    def __init__(self, cfg: HybridConfig, generative: GenerativeScorer, scorers: Mapping[str, Scorer],
+                 fusions: Mapping[str, LinearFusion] | None = None) -> None:
+        for behavior in ("rec", "search"):
+            missing = [s for s in cfg.scorers(behavior) if s not in scorers]
+            if missing:
+                raise GensarError(f"hybrid {behavior}: scorer(s) {', '.join(missing)} not available")
+        self.cfg = cfg
+        self.generative = generative
+        self.scorers = scorers
+        self.fusions = dict(fusions or {})
+
+    def feature_names(self, behavior: str) -> tuple[str, ...]:
+        return feature_names(self.cfg.scorers(behavior))
+
+    def candidates(self, behavior: str, requests: Sequence[Request], inputs: torch.Tensor,
+                   given: np.ndarray | None = None) -> Candidates:
+        """Candidates and features of a batch; ``given`` [B, C] fixes the candidates (-1 pads)."""
+        names = self.cfg.scorers(behavior)
+        catalog = {name: self.scorers[name].scores(requests) for name in names}  # each [B, N]
+        if given is None:
+            proposals = [self.generative.propose(behavior, inputs, self.cfg.beam_size)]
+            proposals += [top_rows(catalog[name], self.cfg.depth) for name in self.cfg.proposers(behavior)]
+            items = union_candidates(proposals)
+        else:
+            items = np.asarray(given, dtype=np.int64)
+        cols = [self.generative.score(behavior, inputs, items, self.cfg.candidate_chunk)]
+        cols += [gather(normalizer(name)(catalog[name]), items) for name in names]
+        cols.append(seen_feature([r.history for r in requests], items))
+        feats = np.stack(cols, axis=-1)  # [B, C, F]
+        feats = np.where((items >= 0)[..., None], feats, 0.0)
+        return Candidates(items=items, features=feats)
+
+    def fused(self, behavior: str, cands: Candidates) -> np.ndarray:
+        """[B, C] fused scores (-inf at pads)."""
+        fusion = self.fusions.get(behavior)
+        if fusion is None:
+            raise GensarError(f"hybrid {behavior}: no fitted fusion (run the pipeline's hybrid stage)")
+        if fusion.features != self.feature_names(behavior):
+            raise GensarError(f"hybrid {behavior}: the fusion was fitted on features {fusion.features}, "
+                              f"the config gives {self.feature_names(behavior)}")
+        return fusion.score(cands.features, cands.valid)
+
+    def rank(self, behavior: str, cands: Candidates, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top ``k`` (item rows [B, k], fused scores [B, k]) per request, best first (-1 / -inf pads)."""
+        scores = self.fused(behavior, cands)
+        k = min(k, scores.shape[1])
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+        top = np.take_along_axis(scores, order, axis=1)
+        items = np.where(np.isfinite(top), np.take_along_axis(cands.items, order, axis=1), -1)
+        return items, top

@@ -1,0 +1,65 @@
+"""Exact identifier scoring of given candidates vs teacher-forced brute force and vs beam scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gensar.decode.beam import constrained_beam_search
+from gensar.decode.reference import brute_force_scores
+from gensar.decode.score import identifier_log_probs
+from gensar.errors import GensarError
+from gensar.ids.trie import IdTrie
+from tests.test_beam import BEHAVIOR, encoder_inputs, tiny_t5
+
+# float32: each log-prob is a difference of two logsumexps of ~1e2, summed over <= 3 steps, and
+# the two paths sum in a different order (and with another thread count): a few ulps of 1e2 each.
+REL = 4 * 3 * float(np.finfo(np.float32).eps)
+
+# Prefix-free identifiers of different lengths (a shorter one ends where others go on).
+SEQS = [(3, 4, 5), (3, 4, 6), (3, 7), (8, 9, 10), (8, 11, 3), (12,), (13, 3, 4)]
+
+
+def _codes(seqs) -> torch.Tensor:
+    width = max(len(s) for s in seqs)
+    out = torch.full((len(seqs), width), -1, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = torch.tensor(s)
+    return out
+
+
+@pytest.mark.parametrize("prefix", [[BEHAVIOR], []])
+def test_identifier_log_probs_equal_brute_force(prefix):
+    model = tiny_t5(3)
+    ids, mask = encoder_inputs(5, batch=3)
+    ref = brute_force_scores(model, ids, mask, prefix, SEQS)  # [B, M]
+    cands = torch.tensor([[0, 1, 2, 3, 4, 5, 6], [6, 5, -1, 2, -1, 0, 3], [4, -1, -1, -1, -1, -1, -1]])
+    got = identifier_log_probs(model, ids, mask, _codes(SEQS), cands, prefix)  # [B, C]
+    assert got.shape == cands.shape
+    for b in range(3):
+        for c in range(cands.shape[1]):
+            item = int(cands[b, c])
+            if item < 0:
+                assert got[b, c] == float("-inf")
+            else:
+                assert float(got[b, c]) == pytest.approx(float(ref[b, item]), rel=REL, abs=1e-5)
+
+
+def test_identifier_log_probs_equal_beam_scores():
+    """A finished beam hypothesis and the exact score of the same item agree."""
+    model = tiny_t5(4)
+    ids, mask = encoder_inputs(6, batch=2)
+    trie = IdTrie.build([list(s) for s in SEQS])
+    ranked = constrained_beam_search(model, ids, mask, trie, [BEHAVIOR], beam_size=len(SEQS))
+    got = identifier_log_probs(model, ids, mask, _codes(SEQS), ranked.items, [BEHAVIOR])
+    np.testing.assert_allclose(got.numpy(), ranked.scores.numpy(), rtol=REL, atol=1e-5)
+
+
+def test_identifier_log_probs_errors():
+    model = tiny_t5(3)
+    ids, mask = encoder_inputs(5, batch=2)
+    with pytest.raises(GensarError, match="rows of codes"):
+        identifier_log_probs(model, ids, mask, _codes(SEQS), torch.tensor([[0, 99], [1, 2]]), [BEHAVIOR])
+    with pytest.raises(GensarError, match="inputs for"):
+        identifier_log_probs(model, ids, mask, _codes(SEQS), torch.tensor([[0, 1]]), [BEHAVIOR])
