@@ -1,0 +1,1 @@
+"""Hybrid generative retrieval: generative beam + text/collaborative retrievers, fused."""
