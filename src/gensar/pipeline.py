@@ -32,6 +32,7 @@ from gensar.data.synth import SynthConfig
 from gensar.errors import GensarError
 from gensar.ids.cli import IdsConfig
 from gensar.io import atomic_write_json, atomic_write_text
+from gensar.metrics import METRIC_KEYS
 from gensar.model.train import ModelRunConfig
 
 STAGES = ("data", "ids", "model", "evaluate")
@@ -213,7 +214,7 @@ def _read_stages(run: Path) -> dict[str, str]:
 
 def format_metrics(metrics: dict) -> str:
     """A plain table: one row per split and behavior."""
-    cols = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
+    cols = METRIC_KEYS
     lines = [f"{'split':<6} {'task':<7} " + " ".join(f"{c:>8}" for c in cols) + f" {'n':>6}"]
     for split in ("valid", "test"):
         for behavior in ("rec", "search"):

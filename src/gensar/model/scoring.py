@@ -8,7 +8,7 @@ evaluation methods rank the candidates identically; identifier sets are prefix-f
 carries no choice between candidates. Each input is encoded once; all candidates of a group of
 examples are scored by the decoder in one batch.
 
-Ranks are 0-based and pessimistic (``gensar.eval.metrics.rank_of_target``): the target's rank is
+Ranks are 0-based and pessimistic (``gensar.metrics.rank_of_target``): the target's rank is
 the number of candidates scoring strictly higher plus the number of *other* candidates scoring
 equal, so a model that gives every candidate the same score gets the worst rank, not the best.
 
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from gensar.data.schema import BEHAVIORS
-from gensar.eval.metrics import hit_rate_at_k, ndcg_at_k, rank_of_target
+from gensar.metrics import HR_KS, hit_rate_at_k, ndcg_at_k, rank_of_target
 from gensar.model.tasks import Sample, SampleEncoder
 
 
@@ -114,7 +114,7 @@ def rank_examples(
 
 
 def ranking_metrics(
-    ranks_by_behavior: dict[str, np.ndarray], ks: Sequence[int] = (1, 5, 10)
+    ranks_by_behavior: dict[str, np.ndarray], ks: Sequence[int] = HR_KS
 ) -> dict[str, float]:
     """``{behavior}_hr@k`` and ``{behavior}_ndcg@k`` per behavior; ``hr@k``/``ndcg@k``: their mean."""
     out: dict[str, float] = {}

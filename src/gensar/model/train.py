@@ -51,6 +51,7 @@ from gensar.data.prepared import PreparedData
 from gensar.data.schema import BEHAVIORS, REC, SEARCH
 from gensar.errors import ConfigError, GensarError
 from gensar.io import atomic_dir, atomic_write_json, check_output_dir
+from gensar.metrics import MetricKey
 from gensar.model.backbone import (
     BackboneConfig,
     build_backbone,
@@ -73,7 +74,6 @@ from gensar.model.tasks import (
 from gensar.model.tokenizer import TokenizerConfig, build_tokenizer, load_tokenizer
 
 CHECKPOINT_FORMAT = 1
-METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class TrainConfig:
     eval_every: int = 1  # epochs between validations (the last epoch is always validated)
     eval_examples: int = 500  # validation examples per behavior (seeded subsample); 0 = all
     eval_batch_examples: int = 4  # examples whose candidates are scored in one decoder batch
-    early_stop_metric: Literal["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"] = "hr@10"
+    early_stop_metric: MetricKey = "hr@10"
     patience: int = 3  # validations without improvement before stopping; 0 = never stop early
     # Length bucketing: the shuffled epoch is cut into runs of this many global batches, each
     # sorted by ``bucket_key`` (target length class, then input length) before being cut into
