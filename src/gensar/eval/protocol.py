@@ -22,6 +22,7 @@ from gensar.data.prepared import PreparedData
 from gensar.data.schema import BEHAVIORS
 from gensar.decode.beam import constrained_beam_search
 from gensar.eval.candidates import candidate_matrix, eval_examples
+from gensar.eval.config import EvalConfig
 from gensar.metrics import FULL_KS, ndcg_at_k, rank_from_retrieved, recall_at_k, summarize
 from gensar.ids.trie import IdTrie
 from gensar.model.scoring import pad_batch, rank_examples
@@ -94,8 +95,8 @@ def beam_retrieve(trained: TrainedModel, encoder, samples, behavior: str, item_i
     return out
 
 
-def evaluate_run(run_dir: str | Path, split: str, cfg, full_ranking: bool = False) -> dict:
-    """Evaluate ``RUN_DIR/model`` on ``RUN_DIR/data`` with an ``EvalConfig``."""
+def evaluate_run(run_dir: str | Path, split: str, cfg: EvalConfig, full_ranking: bool = False) -> dict:
+    """Evaluate ``RUN_DIR/model`` on ``RUN_DIR/data`` with ``cfg``'s method, beam and batch sizes."""
     run = Path(run_dir)
     data = PreparedData.load(run / "data")
     trained = TrainedModel.load(run / "model")
