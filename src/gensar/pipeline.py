@@ -30,7 +30,7 @@ from gensar.config import load_config, to_dict, to_yaml
 from gensar.data.prepare import PrepareConfig
 from gensar.data.synth import SynthConfig
 from gensar.errors import GensarError
-from gensar.ids.cli import IdsConfig
+from gensar.ids.stage import IdsConfig
 from gensar.eval.config import EvalConfig
 from gensar.eval.table import format_metrics
 from gensar.io import atomic_write_json, atomic_write_text
@@ -146,7 +146,7 @@ def _run_stage(stage: str, cfg: PipelineConfig, run: Path, fp: str) -> None:
         prepare(raw, cfg.data.prepare, progress=True).save(run / "data", overwrite=True)
     elif stage == "ids":
         from gensar.data.prepared import PreparedData
-        from gensar.ids.cli import build_ids
+        from gensar.ids.stage import build_ids
 
         build_ids(PreparedData.load(run / "data"), cfg.ids, run / "ids", overwrite=True)
     elif stage == "model":

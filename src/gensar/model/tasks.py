@@ -54,12 +54,8 @@ off. The epoch size is fixed, so a cosine schedule knows its length in advance.
 
 from __future__ import annotations
 
-import itertools
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -68,7 +64,7 @@ from gensar.config import require
 from gensar.data.prepared import PreparedData
 from gensar.data.queries import build_item_queries, clean_words, words
 from gensar.data.schema import REC, SEARCH
-from gensar.errors import InputError
+from gensar.ids.item_ids import COLLABORATIVE, SEMANTIC, IdKind, IdMaps  # noqa: F401 (re-exported)
 
 TASKS = (
     "rec", "search", "next_query", "text2sem", "text2col", "sem2text", "col2text", "adhoc", "next_item",
@@ -96,10 +92,6 @@ TASK_TOKENS: dict[str, str] = {
 }
 MARKER_TOKENS: tuple[str, ...] = BEHAVIOR_TOKENS + tuple(dict.fromkeys(TASK_TOKENS.values()))
 
-SEMANTIC, COLLABORATIVE = "semantic", "collaborative"
-IdKind = Literal["semantic", "collaborative"]
-
-
 @dataclass(frozen=True)
 class TaskConfig:
     prompt_style: Literal["compact", "paper"] = "compact"
@@ -126,93 +118,6 @@ class TaskConfig:
 
     def weight(self, task: str) -> float:
         return float(getattr(self, task))
-
-
-# ---- identifiers ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class IdMaps:
-    """Item id <-> identifier token tuples, for both identifier types."""
-
-    semantic: dict[str, tuple[str, ...]]
-    collaborative: dict[str, tuple[str, ...]]
-
-    @classmethod
-    def load(cls, path: str | Path) -> IdMaps:
-        """Read ``item_ids.json`` (or the IDs run directory holding it) and check it."""
-        from gensar.ids.assign import ItemIds
-
-        path = Path(path)
-        if path.is_dir():
-            path = path / "item_ids.json"
-        ids = ItemIds.load(path)
-        maps = cls(
-            dict(zip(ids.item_ids, map(tuple, ids.semantic), strict=True)),
-            dict(zip(ids.item_ids, map(tuple, ids.collaborative), strict=True)),
-        )
-        maps.check(path)
-        return maps
-
-    def check(self, path: str | Path | None = None) -> None:
-        """Tokens look like ``<...>``; IDs of one type are unique and prefix-free."""
-        for kind in (SEMANTIC, COLLABORATIVE):
-            table = self.of(kind)
-            for item, toks in table.items():
-                for t in toks:
-                    if not (t.startswith("<") and t.endswith(">") and len(t) > 2) or any(
-                        c.isspace() for c in t
-                    ):
-                        raise InputError(
-                            f"bad identifier token {t!r} (expected like '<s_a_17>')",
-                            path=path,
-                            field=f"{item}.{kind}",
-                        )
-            order = sorted(table, key=lambda i: table[i])
-            for a, b in itertools.pairwise(order):
-                if table[b][: len(table[a])] == table[a]:
-                    raise InputError(
-                        f"{kind} ID of item '{a}' equals or is a prefix of item '{b}'s",
-                        path=path,
-                        field=f"{b}.{kind}",
-                    )
-
-    def of(self, kind: str) -> dict[str, tuple[str, ...]]:
-        return self.semantic if kind == SEMANTIC else self.collaborative
-
-    def tokens(self) -> list[str]:
-        """Every distinct identifier token, in a stable natural order (``<s_a_2>`` before ``<s_a_10>``)."""
-        found = {t for table in (self.semantic, self.collaborative) for toks in table.values() for t in toks}
-        return sorted(found, key=_natural_key)
-
-    @cached_property
-    def _reverse(self) -> dict[str, dict[tuple[str, ...], str]]:
-        return {
-            kind: {toks: item for item, toks in self.of(kind).items()} for kind in (SEMANTIC, COLLABORATIVE)
-        }
-
-    def item_of(self, kind: str, tokens: Sequence[str]) -> str | None:
-        """The item whose ``kind`` ID is exactly ``tokens``, else None."""
-        return self._reverse[kind].get(tuple(tokens))
-
-    def require_items(self, item_ids: Sequence[str], path: str | Path | None = None) -> None:
-        for item in item_ids:
-            if item not in self.semantic or item not in self.collaborative:
-                raise InputError(f"item '{item}' of the prepared data has no identifier", path=path)
-
-    def to_json(self) -> dict[str, dict[str, list[str]]]:
-        return {
-            item: {SEMANTIC: list(self.semantic[item]), COLLABORATIVE: list(self.collaborative[item])}
-            for item in self.semantic
-        }
-
-    def save(self, path: str | Path) -> None:
-        from gensar.io import atomic_write_text
-
-        atomic_write_text(path, json.dumps(self.to_json()) + "\n")
-
-
-def _natural_key(token: str) -> tuple:
-    stem, _, num = token.strip("<>").rpartition("_")
-    return (stem, int(num), "") if num.isdigit() else (token, -1, token)
 
 
 # ---- samples -------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from gensar.config import from_dict, require, to_dict
 from gensar.data.prepared import PreparedData
 from gensar.data.schema import BEHAVIORS, REC, SEARCH
 from gensar.errors import ConfigError, GensarError
+from gensar.ids.item_ids import IdMaps
 from gensar.io import atomic_dir, atomic_write_json, check_output_dir
 from gensar.metrics import MetricKey
 from gensar.model.backbone import (
@@ -62,7 +63,6 @@ from gensar.model.backbone import (
 from gensar.model.scoring import rank_examples, ranking_metrics
 from gensar.model.tasks import (
     MARKER_TOKENS,
-    IdMaps,
     Sample,
     SampleEncoder,
     TaskConfig,

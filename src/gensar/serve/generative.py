@@ -29,15 +29,13 @@ from gensar.data.prepared import PreparedData
 from gensar.data.schema import SEARCH
 from gensar.decode.beam import constrained_beam_search
 from gensar.errors import GensarError
+from gensar.ids.item_ids import COLLABORATIVE, SEMANTIC, IdMaps
 from gensar.ids.trie import IdTrie
 from gensar.model.scoring import pad_batch
 from gensar.model.tasks import (
-    COLLABORATIVE,
     QUERY_TOKEN,
     REC_TOKEN,
     SEARCH_TOKEN,
-    SEMANTIC,
-    IdMaps,
     Sample,
     SampleEncoder,
     TaskConfig,
