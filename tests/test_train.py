@@ -32,15 +32,10 @@ from gensar.model.tasks import (
     tokenizer_corpus,
 )
 from gensar.model.tokenizer import TokenizerConfig, build_tokenizer
-from gensar.model.train import (
-    ModelRunConfig,
-    _collate,
-    atomic_torch_save,
-    bucket_key,
-    length_bucketed,
-    train,
-    trained_behaviors,
-)
+from gensar.model.batching import bucket_key, collate, length_bucketed
+from gensar.model.checkpoint import atomic_torch_save
+from gensar.model.train import train, trained_behaviors
+from gensar.model.train_config import ModelRunConfig
 
 TINY = REPO / "configs" / "model-tiny.yaml"
 TIMING_KEYS = {"train_seconds", "samples_per_s", "eval_seconds"}
@@ -140,7 +135,7 @@ def test_tiny_model_loss_decreases(tiny):
     mix = TaskMix.build(build_samples(data, cfg, 0), cfg)
     enc = SampleEncoder(tok, ids, data, cfg, max_input_len=128)
     encoded = [enc.encode(s) for s in mix.samples]
-    batch = _collate(encoded, mix.epoch_plan(0, 0)[:32], tok.pad_token_id, torch.device("cpu"))
+    batch = collate(encoded, mix.epoch_plan(0, 0)[:32], tok.pad_token_id, torch.device("cpu"))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(30):

@@ -94,7 +94,7 @@ def rank_from_retrieved(retrieved_items: np.ndarray, targets: np.ndarray) -> np.
 def summarize(
     ranks: np.ndarray, ks: Sequence[int] = HR_KS, ndcg_ks: Sequence[int] = NDCG_KS
 ) -> dict[str, float]:
-    """``{"hr@1": ..., "hr@5": ..., "hr@10": ..., "ndcg@5": ..., "ndcg@10": ...}`` (``METRIC_KEYS``) in that order."""
+    """``{"hr@1": ..., "hr@5": ..., "hr@10": ..., "ndcg@5": ..., "ndcg@10": ...}``: ``METRIC_KEYS``, in order."""
     out = {f"hr@{k}": hit_rate_at_k(ranks, k) for k in ks}
     out.update({f"ndcg@{k}": ndcg_at_k(ranks, k) for k in ndcg_ks})
     return out

@@ -41,6 +41,7 @@ from gensar.errors import ConfigError, GensarError
 from gensar.io import atomic_write_bytes
 from gensar.metrics import METRIC_KEYS, rank_of_target, summarize
 from gensar.runtime import seed_everything
+from gensar.train_utils import param_groups
 
 Protocol = Literal["gensar", "sasrec"]
 PROTOCOLS: tuple[str, ...] = ("gensar", "sasrec")
@@ -323,10 +324,7 @@ def train_sasrec(
 
 def _adamw(model: SASRec, cfg: SASRecConfig) -> torch.optim.Optimizer:
     # nanoGPT's rule: decay matrices and embeddings, not biases or LayerNorm gains
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98))
 
 
 def _length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

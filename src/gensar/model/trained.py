@@ -36,7 +36,7 @@ class TrainedModel:
     def load(cls, model_dir: str | Path, ids_path: str | Path | None = None) -> TrainedModel:
         """Load ``model_dir`` (from ``gensar train``); IDs from ``model_dir/item_ids.json`` unless given."""
         from gensar.model.backbone import load_model
-        from gensar.model.train import ModelRunConfig
+        from gensar.model.train_config import ModelRunConfig
 
         model_dir = Path(model_dir)
         cfg_path = model_dir / MODEL_CONFIG_NAME
