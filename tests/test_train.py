@@ -373,3 +373,14 @@ def test_cli_errors_are_one_line(dirs, tmp_path, capsys):
     assert "output directory exists and is not empty" in capsys.readouterr().err
     assert main(["train", str(dirs / "data"), "--ids", str(tmp_path), "--out", str(tmp_path / "n")]) == 2
     assert "item_ids.json: file not found" in capsys.readouterr().err
+
+
+def test_param_groups_decay_matrices_only_and_skip_frozen():
+    from gensar.train_utils import param_groups
+
+    model = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    model[0].weight.requires_grad_(False)  # frozen: in no group
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert [p is model[1].weight for p in decay["params"]] == [True]
+    assert [tuple(p.shape) for p in no_decay["params"]] == [(4,), (4,), (4,)]  # linear bias, norm gain, norm bias
