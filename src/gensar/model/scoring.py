@@ -25,7 +25,8 @@ import torch
 
 from gensar.data.schema import BEHAVIORS
 from gensar.metrics import HR_KS, hit_rate_at_k, ndcg_at_k, rank_of_target
-from gensar.model.tasks import Sample, SampleEncoder
+from gensar.model.encoder import SampleEncoder
+from gensar.model.samples import Sample
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad: int) -> torch.Tensor:

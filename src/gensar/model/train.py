@@ -68,16 +68,10 @@ from gensar.model.distributed import (
     shard_report,
 )
 from gensar.model.scoring import rank_examples, ranking_metrics
-from gensar.model.tasks import (
-    MARKER_TOKENS,
-    Sample,
-    SampleEncoder,
-    TaskConfig,
-    TaskMix,
-    build_samples,
-    example_samples,
-    tokenizer_corpus,
-)
+from gensar.model.encoder import SampleEncoder
+from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
+from gensar.model.samples import Sample, TaskMix, build_samples, example_samples
+from gensar.model.task_config import TaskConfig
 from gensar.model.tokenizer import build_tokenizer, load_tokenizer
 from gensar.model.train_config import ModelRunConfig, TrainConfig
 from gensar.runtime import seed_everything

@@ -8,7 +8,7 @@ from typing import Literal
 from gensar.config import require
 from gensar.metrics import MetricKey
 from gensar.model.backbone import BackboneConfig
-from gensar.model.tasks import TaskConfig
+from gensar.model.task_config import TaskConfig
 from gensar.model.tokenizer import TokenizerConfig
 
 

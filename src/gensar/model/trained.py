@@ -18,7 +18,8 @@ from gensar.config import from_dict
 from gensar.data.prepared import PreparedData
 from gensar.errors import GensarError
 from gensar.ids.item_ids import COLLABORATIVE, SEMANTIC, IdMaps
-from gensar.model.tasks import REC_TOKEN, SEARCH_TOKEN, SampleEncoder
+from gensar.model.encoder import SampleEncoder
+from gensar.model.prompts import REC_TOKEN, SEARCH_TOKEN
 
 MODEL_CONFIG_NAME = "gensar_model.json"  # written by gensar.model.train next to the weights
 ID_KIND = {"rec": COLLABORATIVE, "search": SEMANTIC}  # which identifier each behavior generates
