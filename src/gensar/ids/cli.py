@@ -13,7 +13,7 @@ from gensar.runtime import configure_threads
 
 
 def cli_ids(args: argparse.Namespace) -> int:
-    configure_threads(getattr(args, "threads", None))
+    configure_threads(args.threads)
     overrides = list(args.overrides)
     if args.variant is not None:
         overrides.append(f"rqvae.variant={args.variant}")

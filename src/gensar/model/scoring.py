@@ -12,8 +12,9 @@ Ranks are 0-based and pessimistic (``gensar.metrics.rank_of_target``): the targe
 the number of candidates scoring strictly higher plus the number of *other* candidates scoring
 equal, so a model that gives every candidate the same score gets the worst rank, not the best.
 
-This is the evaluation used for early stopping until a constrained beam-search decoder
-(``gensar.decode``) replaces it; it is exact (no beam can miss the target).
+Training's validation (early stopping) uses it, and ``gensar evaluate --method likelihood``; it is
+exact (no beam can miss the target), where the default evaluation, constrained beam search
+(``gensar.decode``), can miss a target that falls out of the beam.
 """
 
 from __future__ import annotations

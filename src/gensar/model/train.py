@@ -74,7 +74,7 @@ from gensar.model.samples import Sample, TaskMix, build_samples, example_samples
 from gensar.model.task_config import TaskConfig
 from gensar.model.tokenizer import build_tokenizer, load_tokenizer
 from gensar.model.train_config import ModelRunConfig, TrainConfig
-from gensar.runtime import seed_everything
+from gensar.runtime import configure_threads, seed_everything
 from gensar.train_utils import param_groups
 
 __all__ = ["ModelRunConfig", "TrainConfig", "TrainResult", "checkpoint_dir", "train", "trained_behaviors"]
@@ -111,7 +111,7 @@ def train(
     cfg = _check_start(out, work, cfg, fingerprint, resume, overwrite)
     device = select_device(cfg.train.device, env)
     if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
+        configure_threads(cfg.train.threads)
     if env.distributed:
         import torch.distributed as dist
 

@@ -10,10 +10,10 @@
   ``log p(query </s> | input, <query>)``. Free generation could invent queries, but a small model
   on a few thousand distinct queries mostly invents broken ones.
 
-Inputs are rendered by ``gensar.model.tasks.SampleEncoder`` (the training code), so serving and
+Inputs are rendered by ``gensar.model.encoder.SampleEncoder`` (the training code), so serving and
 training can never disagree on the prompt format. That encoder renders histories given as event
-ids of a ``PreparedData``; live events are not in the prepared tables, so each batch's histories
-are put into a small events table of their own (``_batch_view``). Every call decodes the whole
+ids of a ``PreparedData``; live events are not in the prepared tables, so ``_inputs`` puts each
+batch's histories into a small events table of their own and ``_encoder`` wraps it. Every call decodes the whole
 batch in one encoder pass and one beam search (``gensar.decode.beam``).
 """
 
