@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from gensar.data.prepared import PreparedData
 from gensar.data.schema import REC, SEARCH
@@ -42,6 +43,21 @@ class SampleEncoder:
     def __init__(
         self, tokenizer, ids: IdMaps, data: PreparedData, cfg: TaskConfig, max_input_len: int
     ) -> None:
+        item_text = dict(zip(data.items["item_id"], data.item_texts, strict=True))
+        self._setup(tokenizer, ids, data.events, item_text, cfg, max_input_len)
+
+    @classmethod
+    def for_events(
+        cls, tokenizer, ids: IdMaps, events: pd.DataFrame, cfg: TaskConfig, max_input_len: int
+    ) -> SampleEncoder:
+        """An encoder over an events table alone (``behavior``, ``query``, ``items`` columns) and
+        no item texts: enough for the rec, search and next_query inputs of live histories."""
+        encoder = cls.__new__(cls)
+        encoder._setup(tokenizer, ids, events, {}, cfg, max_input_len)
+        return encoder
+
+    def _setup(self, tokenizer, ids: IdMaps, events: pd.DataFrame, item_text: dict[str, str], cfg: TaskConfig,
+               max_input_len: int) -> None:
         self.tokenizer = tokenizer
         self.ids = ids
         self.style = cfg.prompt_style
@@ -49,10 +65,10 @@ class SampleEncoder:
         self.max_text_tokens = cfg.max_text_tokens
         self.max_input_len = max_input_len
         self.eos = int(tokenizer.eos_token_id)
-        self._events_behavior = data.events["behavior"].tolist()
-        self._events_query = data.events["query"].tolist()
-        self._events_items = [list(x) for x in data.events["items"]]
-        self._item_text = dict(zip(data.items["item_id"], data.item_texts, strict=True))
+        self._events_behavior = events["behavior"].tolist()
+        self._events_query = events["query"].tolist()
+        self._events_items = [list(x) for x in events["items"]]
+        self._item_text = item_text
         self._token_id = {t: tokenizer.convert_tokens_to_ids(t) for t in MARKER_TOKENS}
         self._text_cache: dict[str, list[int]] = {}
         self._event_cache: dict[int, list[int]] = {}

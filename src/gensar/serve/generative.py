@@ -12,8 +12,8 @@
 
 Inputs are rendered by ``gensar.model.encoder.SampleEncoder`` (the training code), so serving and
 training can never disagree on the prompt format. That encoder renders histories given as event
-ids of a ``PreparedData``; live events are not in the prepared tables, so ``_inputs`` puts each
-batch's histories into a small events table of their own and ``_encoder`` wraps it. Every call decodes the whole
+ids of an events table; live events are not in the prepared tables, so ``_inputs`` puts each
+batch's histories into a small events table of their own (``SampleEncoder.for_events``). Every call decodes the whole
 batch in one encoder pass and one beam search (``gensar.decode.beam``).
 """
 
@@ -59,8 +59,6 @@ class GenerativeEngine:
         self.beam_size = beam_size
         self.num_items = len(item_ids)
         self.pad = int(tokenizer.pad_token_id)
-        # Only the events columns and no item texts: rec/search/next_query inputs never use item texts.
-        self._no_items = data.items.iloc[:0]
         probe = self._encoder(pd.DataFrame({"behavior": [], "query": [], "items": []}))
         self._prefix = {kind: probe.token(tok) for kind, tok in
                         ((COLLABORATIVE, REC_TOKEN), (SEMANTIC, SEARCH_TOKEN), ("query", QUERY_TOKEN))}
@@ -137,9 +135,8 @@ class GenerativeEngine:
         return pad_batch([encoder.input(s) for s in samples], self.pad)
 
     def _encoder(self, events: pd.DataFrame) -> SampleEncoder:
-        view = PreparedData(manifest={}, items=self._no_items, events=events, examples=pd.DataFrame(),
-                            candidates=pd.DataFrame())
-        return SampleEncoder(self.tokenizer, self.ids, view, self.tasks, self.max_input_len)
+        # Only the events and no item texts: rec/search/next_query inputs never use item texts.
+        return SampleEncoder.for_events(self.tokenizer, self.ids, events, self.tasks, self.max_input_len)
 
     def _id_tokens(self, encoder: SampleEncoder, kind: str, item: str) -> list[int]:
         tokens = encoder.item_id(kind, item)
