@@ -68,7 +68,8 @@ from gensar.model.tokenizer import TokenizerConfig, build_tokenizer
 
 # The loop's own batching and optimizer (private helpers: the benchmark must time what
 # `gensar train` runs, not a copy of it).
-from gensar.model.train import TrainConfig, _collate, _optimizer, bucket_key, length_bucketed
+from gensar.model.batching import bucket_key, collate, length_bucketed
+from gensar.model.train import TrainConfig, _optimizer
 from gensar.runtime import configure_threads, seed_everything
 
 STYLES = ("compact", "paper")
@@ -231,7 +232,7 @@ def run_steps(arm: Arm, first: int, n: int) -> Timing:
     for k in range(first, first + n):
         b = k % arm.n_batches
         t0 = time.perf_counter()
-        inputs = _collate(arm.encoded, arm.plan[b * batch : (b + 1) * batch], arm.pad, CPU)
+        inputs = collate(arm.encoded, arm.plan[b * batch : (b + 1) * batch], arm.pad, CPU)
         loss = arm.model(**inputs).loss
         arm.optimizer.zero_grad(set_to_none=True)
         loss.backward()

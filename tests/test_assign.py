@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from gensar.errors import InputError
 from gensar.ids.assign import (
     AssignConfig,
-    ItemIds,
     assign_ids,
     check_unique_prefix_free,
     code_usage,
@@ -21,7 +20,12 @@ from gensar.ids.assign import (
     reassign_last_level,
     resolve_collisions,
 )
+from gensar.ids.item_ids import IdMaps
 from gensar.ids.rqvae import RQVAECodes
+
+
+def _lists(table: dict[str, tuple[str, ...]]) -> list[list[str]]:
+    return [list(t) for t in table.values()]
 
 
 def codes_of(shared, semantic, collaborative, k):
@@ -82,7 +86,7 @@ def test_heavy_collisions_codebook_size_two_give_unique_prefix_free_ids():
     result = assign_ids(items, c, "joint", k)
     for kind in ("semantic", "collaborative"):
         res = getattr(result, kind)
-        ids = getattr(result.ids, kind)
+        ids = _lists(result.ids.of(kind))
         assert res.collision_rate_raw > 0.5 and res.collision_rate == 0.0
         assert len({tuple(t) for t in ids}) == n
         assert check_unique_prefix_free(ids) is None
@@ -130,8 +134,8 @@ def test_single_variant_ids_serve_both_roles(variant):
     result = assign_ids(["a", "b", "c"], c, variant, 4)
     g = "sem" if variant == "semantic" else "col"
     # a and b collide; b (not nearer to code 3 than a: tie -> lower index keeps it) moves to a free code
-    assert result.ids.semantic[0] == [f"<{g}_a_1>", f"<{g}_b_2>", f"<{g}_c_3>"]
-    assert result.ids.semantic[1][:2] == [f"<{g}_a_1>", f"<{g}_b_2>"] and result.ids.semantic[1][2] != f"<{g}_c_3>"
+    assert result.ids.semantic["a"] == (f"<{g}_a_1>", f"<{g}_b_2>", f"<{g}_c_3>")
+    assert result.ids.semantic["b"][:2] == (f"<{g}_a_1>", f"<{g}_b_2>") and result.ids.semantic["b"][2] != f"<{g}_c_3>"
     assert result.ids.collaborative == result.ids.semantic
     assert result.semantic.collision_rate_raw == pytest.approx(2 / 3)
     assert list(result.code_usage) == [g]
@@ -140,9 +144,10 @@ def test_single_variant_ids_serve_both_roles(variant):
 def test_reassign_off_uses_only_disambiguation_tokens():
     c = codes_of([[0], [0], [1]], [[2], [2], [2]], [[0], [1], [2]], 4)
     result = assign_ids(["a", "b", "c"], c, "joint", 4, AssignConfig(reassign=False))
-    assert result.ids.semantic == [["<s_a_0>", "<sem_a_2>", "<sem_x_0>"], ["<s_a_0>", "<sem_a_2>", "<sem_x_1>"],
-                                   ["<s_a_1>", "<sem_a_2>"]]
-    assert result.ids.collaborative == [["<s_a_0>", "<col_a_0>"], ["<s_a_0>", "<col_a_1>"], ["<s_a_1>", "<col_a_2>"]]
+    assert _lists(result.ids.semantic) == [["<s_a_0>", "<sem_a_2>", "<sem_x_0>"], ["<s_a_0>", "<sem_a_2>", "<sem_x_1>"],
+                                           ["<s_a_1>", "<sem_a_2>"]]
+    assert _lists(result.ids.collaborative) == [["<s_a_0>", "<col_a_0>"], ["<s_a_0>", "<col_a_1>"],
+                                                ["<s_a_1>", "<col_a_2>"]]
     assert result.report()["id_length"]["semantic"] == {"max": 3, "mean": pytest.approx(8 / 3)}
 
 
@@ -179,16 +184,16 @@ def test_resolution_is_unique_prefix_free_and_leaves_unique_items_alone(n, k, le
 
 
 def test_item_ids_json_round_trip_and_errors(tmp_path):
-    ids = ItemIds(["a", "b"], [["<sem_a_1>"], ["<sem_a_2>"]], [["<col_a_1>"], ["<col_a_1>", "<col_x_0>"]])
+    ids = IdMaps.from_lists(["a", "b"], [["<sem_a_1>"], ["<sem_a_2>"]], [["<col_a_1>"], ["<col_a_0>", "<col_x_0>"]])
     path = tmp_path / "item_ids.json"
     path.write_text(json.dumps(ids.to_json()))
-    assert ItemIds.load(path) == ids
+    assert IdMaps.load(path) == ids and IdMaps.load(path).item_ids == ["a", "b"]
     path.write_text(json.dumps({"a": {"semantic": ["<sem_a_1>"], "collaborative": []}}))
     with pytest.raises(InputError, match=r"item_ids.json: field 'a.collaborative': must be a non-empty list"):
-        ItemIds.load(path)
+        IdMaps.load(path)
     path.write_text("{\n  oops")
     with pytest.raises(InputError, match=r"item_ids.json:2: invalid JSON"):
-        ItemIds.load(path)
+        IdMaps.load(path)
 
 
 # ---- `gensar ids` ---------------------------------------------------------------------------------
@@ -214,7 +219,7 @@ def test_cli_ids_writes_a_complete_run_dir(tmp_path, capsys):
 
     from gensar.cli import main
     from gensar.config import from_dict
-    from gensar.ids.cli import IdsConfig
+    from gensar.ids.stage import IdsConfig
     from gensar.ids.rqvae import load_checkpoint
 
     data, sem, col, sets = _ids_inputs(tmp_path)
@@ -225,10 +230,10 @@ def test_cli_ids_writes_a_complete_run_dir(tmp_path, capsys):
                                                      "item_ids.json", "rqvae.pt", "semantic_emb.npy"]
     assert np.array_equal(np.load(run / "semantic_emb.npy"), sem)
     assert np.array_equal(np.load(run / "collaborative_emb.npy"), col)
-    ids = ItemIds.load(run / "item_ids.json")
+    ids = IdMaps.load(run / "item_ids.json")
     assert ids.item_ids == data.items["item_id"].tolist()
     for kind in ("semantic", "collaborative"):
-        assert check_unique_prefix_free(getattr(ids, kind)) is None
+        assert check_unique_prefix_free(_lists(ids.of(kind))) is None
     report = json.loads((run / "ids_report.json").read_text())
     assert report["variant"] == "joint"
     assert report["semantic_collision_rate"] == report["collaborative_collision_rate"] == 0.0
@@ -249,9 +254,9 @@ def test_cli_ids_variant_flag(tmp_path):
     _, _, _, sets = _ids_inputs(tmp_path)
     run = tmp_path / "run"
     assert main(["ids", str(tmp_path / "data"), "--out", str(run), "--variant", "collaborative", *sets]) == 0
-    ids = ItemIds.load(run / "item_ids.json")
+    ids = IdMaps.load(run / "item_ids.json")
     assert ids.collaborative == ids.semantic
-    assert all(t.startswith("<col_") for toks in ids.semantic for t in toks)
+    assert all(t.startswith("<col_") for toks in ids.semantic.values() for t in toks)
     assert json.loads((run / "ids_report.json").read_text())["variant"] == "collaborative"
 
 

@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from transformers import T5Config, T5ForConditionalGeneration
 
-from gensar.decode.beam import BeamSearchConfig, beam_search, constrained_beam_search
+from gensar.decode.beam import beam_search, constrained_beam_search
 from gensar.decode.lm_head import OutputHead
 from gensar.decode.reference import DictTrie, brute_force_scores, hf_constrained_generate
 from gensar.decode.t5_decoder import T5BeamDecoder
-from gensar.errors import ConfigError, GensarError
+from gensar.errors import GensarError
 from gensar.ids.trie import IdTrie
 
 VOCAB = 24
@@ -288,5 +288,3 @@ def test_errors():
     model.train()
     with pytest.raises(GensarError, match="eval mode"):
         constrained_beam_search(model, ids, mask, trie, [2])
-    with pytest.raises(ConfigError, match="top_k"):
-        BeamSearchConfig(beam_size=5, top_k=6).validate()

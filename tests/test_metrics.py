@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from gensar.errors import GensarError
-from gensar.eval.metrics import (
+from gensar.metrics import (
+    FULL_KS,
+    METRIC_KEYS,
     hit_rate_at_k,
     ndcg_at_k,
     rank_from_retrieved,
@@ -105,3 +107,12 @@ def test_bad_ranks_raise(bad, match):
 def test_bad_k_raises():
     with pytest.raises(GensarError, match="positive integer"):
         ndcg_at_k(RANKS, 0)
+
+
+def test_metric_keys_are_what_summarize_returns():
+    # One definition of the metric names: the sampled protocol's table columns are summarize's keys.
+    assert tuple(summarize(RANKS)) == METRIC_KEYS == ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
+    assert FULL_KS == (5, 10, 20)
+    import gensar.eval.metrics as old_path  # the re-export shim keeps the old import path working
+
+    assert old_path.summarize is summarize

@@ -179,7 +179,7 @@ def test_bad_checkpoint_and_bad_embeddings_are_one_line_errors(tmp_path):
 def test_example_configs_load(name):
     from pathlib import Path
 
-    from gensar.ids.cli import IdsConfig
+    from gensar.ids.stage import IdsConfig
 
     cfg = load_config(IdsConfig, Path(__file__).resolve().parents[1] / "configs" / name)
     assert cfg.rqvae.variant == name.removeprefix("ids-").removesuffix(".yaml")

@@ -268,3 +268,14 @@ def test_task_config_validation():
         from_dict(TaskConfig, {t: 0 for t in TASKS})
     with pytest.raises(ConfigError, match="unknown config key 'recc'"):
         from_dict(TaskConfig, {"recc": 1})
+
+
+def test_prompt_style_picks_its_renderer_once():
+    from gensar.model.prompts import CompactPrompt, PaperPrompt, select_renderer
+
+    assert isinstance(select_renderer("compact"), CompactPrompt)
+    assert isinstance(select_renderer("paper"), PaperPrompt)
+    with pytest.raises(ValueError, match="unknown prompt style 'chat'"):
+        select_renderer("chat")
+    assert select_renderer("compact").template_texts() == []  # compact prompts add no template words
+    assert len(set(select_renderer("paper").template_texts())) > 5

@@ -32,15 +32,10 @@ from gensar.model.tasks import (
     tokenizer_corpus,
 )
 from gensar.model.tokenizer import TokenizerConfig, build_tokenizer
-from gensar.model.train import (
-    ModelRunConfig,
-    _collate,
-    atomic_torch_save,
-    bucket_key,
-    length_bucketed,
-    train,
-    trained_behaviors,
-)
+from gensar.model.batching import bucket_key, collate, length_bucketed
+from gensar.model.checkpoint import atomic_torch_save
+from gensar.model.train import train, trained_behaviors
+from gensar.model.train_config import ModelRunConfig
 
 TINY = REPO / "configs" / "model-tiny.yaml"
 TIMING_KEYS = {"train_seconds", "samples_per_s", "eval_seconds"}
@@ -140,7 +135,7 @@ def test_tiny_model_loss_decreases(tiny):
     mix = TaskMix.build(build_samples(data, cfg, 0), cfg)
     enc = SampleEncoder(tok, ids, data, cfg, max_input_len=128)
     encoded = [enc.encode(s) for s in mix.samples]
-    batch = _collate(encoded, mix.epoch_plan(0, 0)[:32], tok.pad_token_id, torch.device("cpu"))
+    batch = collate(encoded, mix.epoch_plan(0, 0)[:32], tok.pad_token_id, torch.device("cpu"))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses = []
     for _ in range(30):
@@ -378,3 +373,14 @@ def test_cli_errors_are_one_line(dirs, tmp_path, capsys):
     assert "output directory exists and is not empty" in capsys.readouterr().err
     assert main(["train", str(dirs / "data"), "--ids", str(tmp_path), "--out", str(tmp_path / "n")]) == 2
     assert "item_ids.json: file not found" in capsys.readouterr().err
+
+
+def test_param_groups_decay_matrices_only_and_skip_frozen():
+    from gensar.train_utils import param_groups
+
+    model = torch.nn.Sequential(torch.nn.Embedding(5, 3), torch.nn.Linear(3, 4), torch.nn.LayerNorm(4))
+    model[0].weight.requires_grad_(False)  # frozen: in no group
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert [p is model[1].weight for p in decay["params"]] == [True]
+    assert [tuple(p.shape) for p in no_decay["params"]] == [(4,), (4,), (4,)]  # linear bias, norm gain, norm bias

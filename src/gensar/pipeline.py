@@ -29,12 +29,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from gensar.config import load_config, require, to_dict, to_yaml
+from gensar.config import load_config, to_dict, to_yaml
 from gensar.data.prepare import PrepareConfig
 from gensar.data.synth import SynthConfig
 from gensar.errors import GensarError
+from gensar.eval.config import EvalConfig
+from gensar.eval.table import format_metrics
 from gensar.hybrid.config import HybridConfig
-from gensar.ids.cli import IdsConfig
+from gensar.ids.stage import IdsConfig
 from gensar.io import atomic_write_json, atomic_write_text
 from gensar.model.train import ModelRunConfig
 
@@ -47,22 +49,6 @@ class DataStageConfig:
     format: Literal["auto", "canonical", "recbole", "amazon", "kuaisar"] = "auto"
     synth: SynthConfig = field(default_factory=SynthConfig)
     prepare: PrepareConfig = field(default_factory=PrepareConfig)
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    splits: tuple[str, ...] = ("valid", "test")
-    method: Literal["beam", "likelihood"] = "beam"  # constrained beam search, or exact candidate likelihood
-    beam_size: int = 30
-    batch_size: int = 32
-    max_examples: int = 0  # per split and behavior; 0 = all
-    full_ranking: bool = True  # also rank the whole catalog (recall/ndcg@5/10/20)
-
-    def validate(self) -> None:
-        require(all(s in ("valid", "test") for s in self.splits), "eval.splits", "each must be valid or test")
-        require(self.beam_size >= 10, "eval.beam_size", "must be >= 10 (metrics go up to @10)")
-        require(self.batch_size >= 1, "eval.batch_size", "must be >= 1")
-        require(self.max_examples >= 0, "eval.max_examples", "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -166,7 +152,7 @@ def _run_stage(stage: str, cfg: PipelineConfig, run: Path, fp: str) -> None:
         prepare(raw, cfg.data.prepare, progress=True).save(run / "data", overwrite=True)
     elif stage == "ids":
         from gensar.data.prepared import PreparedData
-        from gensar.ids.cli import build_ids
+        from gensar.ids.stage import build_ids
 
         build_ids(PreparedData.load(run / "data"), cfg.ids, run / "ids", overwrite=True)
     elif stage == "model":
@@ -242,19 +228,6 @@ def _source_digests(source: Path) -> list[tuple[str, str]]:
 def _read_stages(run: Path) -> dict[str, str]:
     path = run / "stages.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-def format_metrics(metrics: dict) -> str:
-    """A plain table: one row per split and behavior."""
-    cols = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
-    lines = [f"{'split':<6} {'task':<7} " + " ".join(f"{c:>8}" for c in cols) + f" {'n':>6}"]
-    for split in ("valid", "test"):
-        for behavior in ("rec", "search"):
-            m = metrics.get(split, {}).get(behavior)
-            if m:
-                lines.append(f"{split:<6} {behavior:<7} " + " ".join(f"{m[c]:>8.4f}" for c in cols)
-                             + f" {m.get('n', 0):>6}")
-    return "\n".join(lines)
 
 
 def cli_pipeline(args: argparse.Namespace) -> int:

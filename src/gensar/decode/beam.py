@@ -24,23 +24,12 @@ from dataclasses import dataclass
 import torch
 from transformers import T5ForConditionalGeneration
 
-from gensar.config import require
 from gensar.decode.lm_head import OutputHead
 from gensar.decode.t5_decoder import T5BeamDecoder
 from gensar.errors import GensarError
 from gensar.ids.trie import IdTrie
 
 NEG_INF = float("-inf")
-
-
-@dataclass(frozen=True)
-class BeamSearchConfig:
-    beam_size: int = 30
-    top_k: int = 10  # ranked items returned per example (<= beam_size)
-
-    def validate(self) -> None:
-        require(self.beam_size >= 1, "beam_size", "must be >= 1")
-        require(1 <= self.top_k <= self.beam_size, "top_k", "must be between 1 and beam_size")
 
 
 @dataclass(frozen=True)

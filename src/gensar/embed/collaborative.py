@@ -38,17 +38,16 @@ from gensar.data.prepared import PreparedData
 from gensar.data.schema import REC
 from gensar.embed.sasrec import SASRec, SASRecConfig
 from gensar.errors import ConfigError, GensarError
-from gensar.eval.metrics import rank_of_target, summarize
 from gensar.io import atomic_write_bytes
+from gensar.metrics import METRIC_KEYS, rank_of_target, summarize
 from gensar.runtime import seed_everything
+from gensar.train_utils import param_groups
 
 Protocol = Literal["gensar", "sasrec"]
 PROTOCOLS: tuple[str, ...] = ("gensar", "sasrec")
 
 
 # ---- metrics ---------------------------------------------------------------------------------
-METRIC_KEYS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
-
 
 def target_ranks(scores: np.ndarray) -> np.ndarray:
     """0-based rank of column 0 (the target) in each row of ``scores`` [n, C], ties against it."""
@@ -59,7 +58,7 @@ def ranking_metrics(ranks: np.ndarray) -> dict[str, float]:
     """hr@1, hr@5, hr@10, ndcg@5, ndcg@10 of 0-based target ranks (all 0.0 with no examples)."""
     if len(ranks) == 0:
         return dict.fromkeys(METRIC_KEYS, 0.0)
-    return summarize(ranks, ks=(1, 5, 10), ndcg_ks=(5, 10))
+    return summarize(ranks)
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -325,10 +324,7 @@ def train_sasrec(
 
 def _adamw(model: SASRec, cfg: SASRecConfig) -> torch.optim.Optimizer:
     # nanoGPT's rule: decay matrices and embeddings, not biases or LayerNorm gains
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
+    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98))
 
 
 def _length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from gensar.data.prepared import PreparedData
-from gensar.eval.metrics import rank_of_target, summarize
+from gensar.metrics import rank_of_target, summarize
 
 
 def eval_examples(data: PreparedData, split: str, behavior: str, limit: int | None = None) -> pd.DataFrame:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from gensar.pipeline import EvalConfig, format_metrics
+from gensar.eval.config import EvalConfig
+from gensar.eval.table import format_metrics
 
 
 def cli_evaluate(args: argparse.Namespace) -> int:

@@ -22,13 +22,12 @@ from gensar.data.prepared import PreparedData
 from gensar.data.schema import BEHAVIORS
 from gensar.decode.beam import constrained_beam_search
 from gensar.eval.candidates import candidate_matrix, eval_examples
-from gensar.eval.metrics import ndcg_at_k, rank_from_retrieved, recall_at_k, summarize
+from gensar.eval.config import EvalConfig
+from gensar.metrics import FULL_KS, ndcg_at_k, rank_from_retrieved, recall_at_k, summarize
 from gensar.ids.trie import IdTrie
 from gensar.model.scoring import pad_batch, rank_examples
 from gensar.model.tasks import example_samples
 from gensar.model.trained import ID_KIND, TrainedModel
-
-FULL_KS = (5, 10, 20)
 
 
 def evaluate_model(trained: TrainedModel, data: PreparedData, split: str, method: str = "beam",
@@ -96,8 +95,8 @@ def beam_retrieve(trained: TrainedModel, encoder, samples, behavior: str, item_i
     return out
 
 
-def evaluate_run(run_dir: str | Path, split: str, cfg, full_ranking: bool = False) -> dict:
-    """Evaluate ``RUN_DIR/model`` on ``RUN_DIR/data`` with an ``EvalConfig``."""
+def evaluate_run(run_dir: str | Path, split: str, cfg: EvalConfig, full_ranking: bool = False) -> dict:
+    """Evaluate ``RUN_DIR/model`` on ``RUN_DIR/data`` with ``cfg``'s method, beam and batch sizes."""
     run = Path(run_dir)
     data = PreparedData.load(run / "data")
     trained = TrainedModel.load(run / "model")

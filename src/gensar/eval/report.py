@@ -19,8 +19,7 @@ from pathlib import Path
 from gensar.config import from_dict, read_yaml, to_dict
 from gensar.errors import ConfigError, GensarError
 from gensar.io import atomic_dir
-
-METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
+from gensar.metrics import METRIC_KEYS as METRICS
 
 
 def read_run(path: str | Path) -> dict:

@@ -19,18 +19,17 @@ Two items may receive the same codes. Collisions are resolved per ID type in two
 from __future__ import annotations
 
 import itertools
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from gensar.errors import InputError
+from gensar.ids.item_ids import COLLABORATIVE, SEMANTIC, IdMaps
 from gensar.ids.rqvae import RQVAECodes, Variant
 
 LEVEL_LETTERS = "abcdefghijklmnopqrstuvw"  # "x" is the disambiguation level
 DISAMBIGUATION_LETTER = "x"
-SHARED, SEMANTIC, COLLABORATIVE = "s", "sem", "col"
+# Token stems of the codebook groups (not the ID kinds ``SEMANTIC``/``COLLABORATIVE``, which name whole IDs).
+SHARED_GROUP, SEMANTIC_GROUP, COLLABORATIVE_GROUP = "s", "sem", "col"
 
 
 @dataclass(frozen=True)
@@ -160,50 +159,10 @@ def check_unique_prefix_free(ids: list[list[str]]) -> tuple[int, int] | None:
     return None
 
 
-@dataclass
-class ItemIds:
-    """Both identifiers of every item, in items order."""
-
-    item_ids: list[str]
-    semantic: list[list[str]]
-    collaborative: list[list[str]]
-
-    def to_json(self) -> dict[str, dict[str, list[str]]]:
-        return {item: {"semantic": s, "collaborative": c}
-                for item, s, c in zip(self.item_ids, self.semantic, self.collaborative, strict=True)}
-
-    def tokens(self) -> list[str]:
-        """Every distinct token used by any identifier, sorted (for a model's vocabulary)."""
-        return sorted({t for ids in (self.semantic, self.collaborative) for tid in ids for t in tid})
-
-    @classmethod
-    def load(cls, path: str | Path) -> ItemIds:
-        """Read ``item_ids.json``; a malformed entry is an InputError naming the item."""
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError("file not found", path=path) from None
-        except json.JSONDecodeError as err:
-            raise InputError(f"invalid JSON: {err.msg}", path=path, line=err.lineno) from None
-        if not isinstance(data, dict):
-            raise InputError("top level must be an object {item_id: {semantic, collaborative}}", path=path)
-        items, sem, col = [], [], []
-        for item, entry in data.items():
-            for kind in ("semantic", "collaborative"):
-                value = entry.get(kind) if isinstance(entry, dict) else None
-                if not isinstance(value, list) or not value or not all(isinstance(t, str) for t in value):
-                    raise InputError("must be a non-empty list of token strings", path=path, field=f"{item}.{kind}")
-            items.append(item)
-            sem.append(list(entry["semantic"]))
-            col.append(list(entry["collaborative"]))
-        return cls(items, sem, col)
-
-
 # ---- assignment ---------------------------------------------------------------------------------
 @dataclass
 class Assignment:
-    ids: ItemIds
+    ids: IdMaps
     semantic: Resolution
     collaborative: Resolution
     code_usage_raw: dict[str, list[float]]  # codebook group -> fraction of codes used, per level
@@ -211,8 +170,8 @@ class Assignment:
 
     def report(self) -> dict:
         """JSON-ready summary (collision rates, code usage, ID lengths)."""
-        out: dict = {"items": len(self.ids.item_ids)}
-        for kind, res in (("semantic", self.semantic), ("collaborative", self.collaborative)):
+        out: dict = {"items": len(self.ids.semantic)}
+        for kind, res in ((SEMANTIC, self.semantic), (COLLABORATIVE, self.collaborative)):
             out[f"{kind}_collision_rate_raw"] = res.collision_rate_raw
             out[f"{kind}_collision_rate_reassigned"] = res.collision_rate_reassigned
             out[f"{kind}_collision_rate"] = res.collision_rate
@@ -221,8 +180,8 @@ class Assignment:
         out["code_usage_raw"] = self.code_usage_raw
         out["code_usage"] = self.code_usage
         out["id_length"] = {
-            kind: {"max": max(map(len, ids)), "mean": float(np.mean([len(t) for t in ids]))}
-            for kind, ids in (("semantic", self.ids.semantic), ("collaborative", self.ids.collaborative))
+            kind: {"max": max(map(len, ids.values())), "mean": float(np.mean([len(t) for t in ids.values()]))}
+            for kind, ids in ((SEMANTIC, self.ids.semantic), (COLLABORATIVE, self.ids.collaborative))
         }
         return out
 
@@ -244,29 +203,30 @@ def assign_ids(item_ids: list[str], codes: RQVAECodes, variant: Variant, codeboo
                                      codes.semantic_last_distances, cfg.reassign)
         col_res = resolve_collisions(np.concatenate([codes.shared, codes.collaborative], 1),
                                      codes.collaborative_last_distances, cfg.reassign)
-        sem_names = level_names(SHARED, lm) + level_names(SEMANTIC, ln)
-        col_names = level_names(SHARED, lm) + level_names(COLLABORATIVE, ln)
-        semantic = token_strings(sem_res.codes, sem_names, sem_res.suffix, f"{SEMANTIC}_{DISAMBIGUATION_LETTER}")
+        sem_names = level_names(SHARED_GROUP, lm) + level_names(SEMANTIC_GROUP, ln)
+        col_names = level_names(SHARED_GROUP, lm) + level_names(COLLABORATIVE_GROUP, ln)
+        semantic = token_strings(sem_res.codes, sem_names, sem_res.suffix,
+                                 f"{SEMANTIC_GROUP}_{DISAMBIGUATION_LETTER}")
         collaborative = token_strings(col_res.codes, col_names, col_res.suffix,
-                                      f"{COLLABORATIVE}_{DISAMBIGUATION_LETTER}")
-        usage_raw = {SHARED: code_usage(codes.shared, codebook_size),
-                     SEMANTIC: code_usage(codes.semantic, codebook_size),
-                     COLLABORATIVE: code_usage(codes.collaborative, codebook_size)}
-        usage = {SHARED: code_usage(sem_res.codes[:, :lm], codebook_size),
-                 SEMANTIC: code_usage(sem_res.codes[:, lm:], codebook_size),
-                 COLLABORATIVE: code_usage(col_res.codes[:, lm:], codebook_size)}
+                                      f"{COLLABORATIVE_GROUP}_{DISAMBIGUATION_LETTER}")
+        usage_raw = {SHARED_GROUP: code_usage(codes.shared, codebook_size),
+                     SEMANTIC_GROUP: code_usage(codes.semantic, codebook_size),
+                     COLLABORATIVE_GROUP: code_usage(codes.collaborative, codebook_size)}
+        usage = {SHARED_GROUP: code_usage(sem_res.codes[:, :lm], codebook_size),
+                 SEMANTIC_GROUP: code_usage(sem_res.codes[:, lm:], codebook_size),
+                 COLLABORATIVE_GROUP: code_usage(col_res.codes[:, lm:], codebook_size)}
     else:
-        group = SEMANTIC if variant == "semantic" else COLLABORATIVE
-        raw = codes.semantic if variant == "semantic" else codes.collaborative
-        dist = codes.semantic_last_distances if variant == "semantic" else codes.collaborative_last_distances
+        group = SEMANTIC_GROUP if variant == SEMANTIC else COLLABORATIVE_GROUP
+        raw = codes.semantic if variant == SEMANTIC else codes.collaborative
+        dist = codes.semantic_last_distances if variant == SEMANTIC else codes.collaborative_last_distances
         sem_res = col_res = resolve_collisions(raw, dist, cfg.reassign)
         semantic = token_strings(sem_res.codes, level_names(group, raw.shape[1]), sem_res.suffix,
                                  f"{group}_{DISAMBIGUATION_LETTER}")
         collaborative = [list(t) for t in semantic]  # the single ID serves both roles
         usage_raw = {group: code_usage(raw, codebook_size)}
         usage = {group: code_usage(sem_res.codes, codebook_size)}
-    ids = ItemIds(list(item_ids), semantic, collaborative)
-    for kind, lists in (("semantic", semantic), ("collaborative", collaborative)):
+    ids = IdMaps.from_lists(list(item_ids), semantic, collaborative)
+    for kind, lists in ((SEMANTIC, semantic), (COLLABORATIVE, collaborative)):
         bad = check_unique_prefix_free(lists)
         if bad is not None:  # an internal invariant: resolution above guarantees it
             raise AssertionError(f"{kind} IDs of items {item_ids[bad[0]]!r} and {item_ids[bad[1]]!r} clash")

@@ -8,12 +8,13 @@ evaluation methods rank the candidates identically; identifier sets are prefix-f
 carries no choice between candidates. Each input is encoded once; all candidates of a group of
 examples are scored by the decoder in one batch.
 
-Ranks are 0-based and pessimistic (``gensar.eval.metrics.rank_of_target``): the target's rank is
+Ranks are 0-based and pessimistic (``gensar.metrics.rank_of_target``): the target's rank is
 the number of candidates scoring strictly higher plus the number of *other* candidates scoring
 equal, so a model that gives every candidate the same score gets the worst rank, not the best.
 
-This is the evaluation used for early stopping until a constrained beam-search decoder
-(``gensar.decode``) replaces it; it is exact (no beam can miss the target).
+Training's validation (early stopping) uses it, and ``gensar evaluate --method likelihood``; it is
+exact (no beam can miss the target), where the default evaluation, constrained beam search
+(``gensar.decode``), can miss a target that falls out of the beam.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import numpy as np
 import torch
 
 from gensar.data.schema import BEHAVIORS
-from gensar.eval.metrics import hit_rate_at_k, ndcg_at_k, rank_of_target
-from gensar.model.tasks import Sample, SampleEncoder
+from gensar.metrics import HR_KS, hit_rate_at_k, ndcg_at_k, rank_of_target
+from gensar.model.encoder import SampleEncoder
+from gensar.model.samples import Sample
 
 
 def pad_batch(seqs: Sequence[Sequence[int]], pad: int) -> torch.Tensor:
@@ -114,7 +116,7 @@ def rank_examples(
 
 
 def ranking_metrics(
-    ranks_by_behavior: dict[str, np.ndarray], ks: Sequence[int] = (1, 5, 10)
+    ranks_by_behavior: dict[str, np.ndarray], ks: Sequence[int] = HR_KS
 ) -> dict[str, float]:
     """``{behavior}_hr@k`` and ``{behavior}_ndcg@k`` per behavior; ``hr@k``/``ndcg@k``: their mean."""
     out: dict[str, float] = {}

@@ -1,5 +1,8 @@
 """Multi-task training of the generative model, with atomic checkpoints, exact resume and DDP.
 
+This module is the loop; its configs are in ``train_config``, checkpoints and RNG states in
+``checkpoint``, the ``torchrun`` environment in ``distributed``, batching in ``batching``.
+
 Directories, for ``--out MODEL_DIR``:
 
 ``MODEL_DIR.ckpt/``  while training (removed when the run finishes):
@@ -29,127 +32,52 @@ behaviors.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
-import os
-import random
 import shutil
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-from gensar.config import from_dict, require, to_dict
+from gensar.config import from_dict, to_dict
 from gensar.data.prepared import PreparedData
 from gensar.data.schema import BEHAVIORS, REC, SEARCH
 from gensar.errors import ConfigError, GensarError
+from gensar.ids.item_ids import IdMaps
 from gensar.io import atomic_dir, atomic_write_json, check_output_dir
-from gensar.model.backbone import (
-    BackboneConfig,
-    build_backbone,
-    count_parameters,
-    load_pretrained_backbone,
-    save_model,
+from gensar.model.backbone import build_backbone, count_parameters, load_pretrained_backbone, save_model
+from gensar.model.batching import bucket_key, collate, length_bucketed
+from gensar.model.checkpoint import (
+    Progress,
+    checkpoint_dir,
+    restore_checkpoint,
+    save_checkpoint,
+)
+from gensar.model.distributed import (
+    DistEnv,
+    barrier,
+    gather_concat,
+    mean_over_ranks,
+    select_device,
+    shard_report,
 )
 from gensar.model.scoring import rank_examples, ranking_metrics
-from gensar.model.tasks import (
-    MARKER_TOKENS,
-    IdMaps,
-    Sample,
-    SampleEncoder,
-    TaskConfig,
-    TaskMix,
-    build_samples,
-    example_samples,
-    tokenizer_corpus,
-)
-from gensar.model.tokenizer import TokenizerConfig, build_tokenizer, load_tokenizer
+from gensar.model.encoder import SampleEncoder
+from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
+from gensar.model.samples import Sample, TaskMix, build_samples, example_samples
+from gensar.model.task_config import TaskConfig
+from gensar.model.tokenizer import build_tokenizer, load_tokenizer
+from gensar.model.train_config import ModelRunConfig, TrainConfig
+from gensar.runtime import configure_threads, seed_everything
+from gensar.train_utils import param_groups
 
-CHECKPOINT_FORMAT = 1
-METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    seed: int = 0
-    epochs: int = 20
-    batch_size: int = 64  # per process; a DDP step sees world_size * batch_size samples
-    lr: float = 1e-3
-    weight_decay: float = 0.01  # AdamW, on matrices only (not on layer norms)
-    warmup_ratio: float = 0.05  # fraction of all steps with linear warm-up, then cosine decay to 0
-    grad_clip: float = 1.0  # max global gradient norm; 0 = off
-    max_input_len: int = 256  # tokens; the oldest history events are dropped to fit
-    eval_every: int = 1  # epochs between validations (the last epoch is always validated)
-    eval_examples: int = 500  # validation examples per behavior (seeded subsample); 0 = all
-    eval_batch_examples: int = 4  # examples whose candidates are scored in one decoder batch
-    early_stop_metric: Literal["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"] = "hr@10"
-    patience: int = 3  # validations without improvement before stopping; 0 = never stop early
-    # Length bucketing: the shuffled epoch is cut into runs of this many global batches, each
-    # sorted by ``bucket_key`` (target length class, then input length) before being cut into
-    # batches, then batches are shuffled. 1 = off. See ``bucket_key`` for what it saves.
-    length_buckets: int = 50
-    checkpoint_every: int = (
-        500  # optimizer steps between checkpoints (and at every epoch end); 0 = epoch ends only
-    )
-    threads: int = 0  # torch threads per process; 0 = --threads, $GENSAR_THREADS or all cores
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    bf16: bool = False  # bfloat16 autocast (GPU)
-    progress: bool = True  # tqdm bar on rank 0
-
-    def validate(self) -> None:
-        require(self.epochs >= 1, "train.epochs", "must be >= 1")
-        require(self.batch_size >= 1, "train.batch_size", "must be >= 1")
-        require(self.lr > 0, "train.lr", "must be > 0")
-        require(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
-        require(0 <= self.warmup_ratio < 1, "train.warmup_ratio", "must be in [0, 1)")
-        require(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 = off)")
-        require(self.max_input_len >= 8, "train.max_input_len", "must be >= 8")
-        require(self.eval_every >= 1, "train.eval_every", "must be >= 1")
-        require(self.eval_examples >= 0, "train.eval_examples", "must be >= 0 (0 = all)")
-        require(self.eval_batch_examples >= 1, "train.eval_batch_examples", "must be >= 1")
-        require(self.length_buckets >= 1, "train.length_buckets", "must be >= 1 (1 = off)")
-        require(self.patience >= 0, "train.patience", "must be >= 0 (0 = off)")
-        require(self.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0 (0 = epoch ends only)")
-        require(self.threads >= 0, "train.threads", "must be >= 0")
-
-
-@dataclass(frozen=True)
-class ModelRunConfig:
-    """Everything ``gensar train`` reads from ``--config`` / ``--set`` (YAML sections of these names)."""
-
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    backbone: BackboneConfig = field(default_factory=BackboneConfig)
-    tasks: TaskConfig = field(default_factory=TaskConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    def validate(self) -> None:
-        self.tokenizer.validate()
-        self.backbone.validate()
-        self.tasks.validate()
-        self.train.validate()
-
-
-@dataclass
-class Progress:
-    """Where training stands; saved in every checkpoint."""
-
-    epoch: int = 0  # epochs completed
-    step_in_epoch: int = 0  # optimizer steps done in the current epoch
-    global_step: int = 0
-    loss_sum: float = 0.0  # current epoch, mean over ranks per step
-    epoch_seconds: float = 0.0  # current epoch's training time so far
-    history: list[dict[str, float]] = field(default_factory=list)
-    best_value: float | None = None
-    best_epoch: int | None = None
-    bad_evals: int = 0
-    stopped_early: bool = False
+__all__ = ["ModelRunConfig", "TrainConfig", "TrainResult", "checkpoint_dir", "train", "trained_behaviors"]
 
 
 @dataclass(frozen=True)
@@ -159,36 +87,6 @@ class TrainResult:
     best_epoch: int | None
     best_value: float | None
     stopped_early: bool
-
-
-@dataclass(frozen=True)
-class DistEnv:
-    """This process's place in a ``torchrun`` job (world_size 1 without one)."""
-
-    rank: int
-    world_size: int
-    local_rank: int
-
-    @classmethod
-    def from_env(cls) -> DistEnv:
-        return cls(
-            int(os.environ.get("RANK", "0")),
-            int(os.environ.get("WORLD_SIZE", "1")),
-            int(os.environ.get("LOCAL_RANK", "0")),
-        )
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world_size > 1
-
-
-def checkpoint_dir(out: str | Path) -> Path:
-    out = Path(out)
-    return out.with_name(out.name + ".ckpt")
 
 
 # ---- the run ---------------------------------------------------------------------------------------
@@ -211,15 +109,15 @@ def train(
     ids.require_items(data.items["item_id"].tolist(), ids_path)
     fingerprint = _fingerprint(data, ids)
     cfg = _check_start(out, work, cfg, fingerprint, resume, overwrite)
-    device = _device(cfg.train.device, env)
+    device = select_device(cfg.train.device, env)
     if cfg.train.threads > 0:
-        torch.set_num_threads(cfg.train.threads)
+        configure_threads(cfg.train.threads)
     if env.distributed:
         import torch.distributed as dist
 
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        _barrier(env)  # every rank has checked the directories before rank 0 touches them
+        barrier(env)  # every rank has checked the directories before rank 0 touches them
         if env.is_main and not resume:
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir(parents=True)
@@ -275,7 +173,7 @@ def _run(
 
     tc = cfg.train
     added = list(MARKER_TOKENS) + ids.tokens()
-    _seed_all(tc.seed)
+    seed_everything(tc.seed)
     has_tokenizer = (work / "tokenizer" / "tokenizer.json").is_file()  # a resumed run keeps its vocabulary
     if cfg.backbone.pretrained is not None:
         model, tokenizer = load_pretrained_backbone(cfg.backbone, added)
@@ -287,9 +185,9 @@ def _run(
             corpus = tokenizer_corpus(data, cfg.tasks.prompt_style)
             with atomic_dir(work / "tokenizer", overwrite=True) as tmp:
                 build_tokenizer(corpus, added, cfg.tokenizer).save_pretrained(str(tmp))
-        _barrier(env)
+        barrier(env)
         tokenizer = load_tokenizer(work / "tokenizer")
-        _seed_all(tc.seed)  # the init must not depend on what ran before
+        seed_everything(tc.seed)  # the init must not depend on what ran before
         model = build_backbone(cfg.backbone, tokenizer)
     model.config.use_cache = False
     model.to(device)
@@ -313,19 +211,7 @@ def _run(
     best_state: dict[str, torch.Tensor] | None = None
     # A run killed before its first checkpoint resumes from step 0 (with its saved config).
     if resume and (work / "checkpoint.pt").is_file():
-        _cleanup_temp_files(work, env)
-        ckpt = torch.load(work / "checkpoint.pt", map_location="cpu", weights_only=True)
-        if ckpt["world_size"] != env.world_size:
-            raise GensarError(
-                f"{work}/checkpoint.pt was written by {ckpt['world_size']} processes, "
-                f"resume with the same number (now {env.world_size})"
-            )
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        prog = Progress(**ckpt["progress"])
-        best_state = ckpt["best_model"]
-        _set_rng_state(ckpt["rng"][env.rank])
+        prog, best_state = restore_checkpoint(work, model, optimizer, scheduler, env)
     else:
         torch.manual_seed(tc.seed + env.rank)  # dropout masks differ across ranks
 
@@ -384,7 +270,7 @@ def _run(
                 env.rank :: env.world_size
             ]
             seen.append(positions)
-            batch = _collate(encoded, plan[positions], pad, device)
+            batch = collate(encoded, plan[positions], pad, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.bf16):
                 loss = train_model(**batch).loss
             optimizer.zero_grad(set_to_none=True)
@@ -393,7 +279,7 @@ def _run(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             optimizer.step()
             scheduler.step()
-            prog.loss_sum += _mean_over_ranks(loss.detach(), env)
+            prog.loss_sum += mean_over_ranks(loss.detach(), env)
             prog.global_step += 1
             prog.step_in_epoch = step + 1
             samples_here += len(positions) * env.world_size
@@ -408,7 +294,7 @@ def _run(
                 and prog.global_step % tc.checkpoint_every == 0
                 and step + 1 < steps_per_epoch
             ):
-                _save_checkpoint(work, model, optimizer, scheduler, prog, best_state, env)
+                save_checkpoint(work, model, optimizer, scheduler, prog, best_state, env)
         bar.close()
 
         record: dict[str, Any] = {
@@ -420,7 +306,7 @@ def _run(
             "lr": scheduler.get_last_lr()[0],
         }
         if env.distributed:
-            record.update(_shard_report(seen, env))
+            record.update(shard_report(seen, env))
         if (epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs:
             t0 = time.perf_counter()
             metrics = _validate(model, encoder, data, eval_sets, tc, env, device)
@@ -438,14 +324,14 @@ def _run(
         prog.epoch, prog.step_in_epoch, prog.loss_sum, prog.epoch_seconds = epoch + 1, 0, 0.0, 0.0
         if env.is_main:
             print(_epoch_line(record, tc, prog), file=sys.stderr)
-        _save_checkpoint(work, model, optimizer, scheduler, prog, best_state, env)
+        save_checkpoint(work, model, optimizer, scheduler, prog, best_state, env)
 
     if env.is_main:
         if best_state is not None:
             model.load_state_dict(best_state)
         _write_model_dir(out, model, tokenizer, cfg, ids, prog, meta, overwrite)
         shutil.rmtree(work, ignore_errors=True)
-    _barrier(env)
+    barrier(env)
     return TrainResult(out, prog.history, prog.best_epoch, prog.best_value, prog.stopped_early)
 
 
@@ -482,70 +368,9 @@ def _write_model_dir(
 
 
 # ---- steps -----------------------------------------------------------------------------------------
-def bucket_key(encoded: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Sort key of each (input, target) pair for ``length_bucketed``: the target's length class
-    (steps of 8 tokens, the last class open-ended), then the input's length.
-
-    Sorting by input + target length mixes ID targets behind long histories (6 tokens behind ~90)
-    with text targets behind short inputs (~50 behind ~6), so both sides get padded. A target
-    position costs ~5x an input position here (the LM head over the whole vocabulary), so
-    grouping by target first pays: on the amazon-scientific mix it keeps 86% of the padded
-    target positions real (35% before) and 82% of the input ones (91% before).
-    """
-    tgt = np.array([len(y) for _, y in encoded], dtype=np.int64)
-    inp = np.array([len(x) for x, _ in encoded], dtype=np.int64)
-    return np.minimum(tgt // 8, 3) * (int(inp.max(initial=0)) + 1) + inp
-
-
-def length_bucketed(
-    plan: np.ndarray, lengths: np.ndarray, batch: int, buckets: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Reorder ``plan`` so that each run of ``batch`` samples has similar lengths (less padding).
-
-    Runs of ``buckets * batch`` consecutive samples of the (already shuffled) plan are sorted by
-    ``lengths[sample]`` (any sort key, see ``bucket_key``) and cut into batches; the full batches are then shuffled, a short last
-    batch stays last. The result is a permutation of ``plan``; ``buckets == 1`` returns it as is.
-    """
-    if buckets <= 1 or len(plan) <= batch:
-        return plan
-    size = buckets * batch
-    ordered = np.concatenate(
-        [
-            chunk[np.argsort(lengths[chunk], kind="stable")]
-            for chunk in np.split(plan, np.arange(size, len(plan), size))
-        ]
-    )
-    full = len(ordered) // batch
-    batches = ordered[: full * batch].reshape(full, batch)  # [full, batch]
-    return np.concatenate([batches[rng.permutation(full)].reshape(-1), ordered[full * batch :]])
-
-
-def _collate(
-    encoded: list[tuple[np.ndarray, np.ndarray]], indices: np.ndarray, pad: int, device: torch.device
-) -> dict[str, torch.Tensor]:
-    """Right-padded input_ids / attention_mask [B, L] and labels [B, T] (-100 = ignored)."""
-    pairs = [encoded[int(i)] for i in indices]
-    width_in = max(len(p[0]) for p in pairs)
-    width_out = max(len(p[1]) for p in pairs)
-    input_ids = np.full((len(pairs), width_in), pad, dtype=np.int64)  # [B, L]
-    labels = np.full((len(pairs), width_out), -100, dtype=np.int64)  # [B, T]
-    for row, (x, y) in enumerate(pairs):
-        input_ids[row, : len(x)] = x
-        labels[row, : len(y)] = y
-    ids = torch.from_numpy(input_ids).to(device)
-    return {
-        "input_ids": ids,
-        "attention_mask": (ids != pad).long(),
-        "labels": torch.from_numpy(labels).to(device),
-    }
-
-
 def _optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
     """AdamW; matrices (incl. the embedding) decay, vectors (layer norms) do not."""
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=tc.lr)
+    return torch.optim.AdamW(param_groups(model, tc.weight_decay), lr=tc.lr)
 
 
 def trained_behaviors(tasks: TaskConfig) -> tuple[str, ...]:
@@ -591,131 +416,9 @@ def _validate(
             tc.eval_batch_examples,
             device,
         )
-        if env.distributed:
-            import torch.distributed as dist
-
-            parts: list[Any] = [None] * env.world_size
-            dist.all_gather_object(parts, mine)
-            mine = np.concatenate(parts)
-        ranks[b] = mine
+        ranks[b] = gather_concat(mine, env)
     return ranking_metrics(ranks) if any(len(r) for r in ranks.values()) else {}
 
-
-def _shard_report(seen: list[np.ndarray], env: DistEnv) -> dict[str, Any]:
-    """Samples per rank this epoch and positions shared by two ranks (0 when shards are disjoint)."""
-    import torch.distributed as dist
-
-    mine = np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64)
-    parts: list[Any] = [None] * env.world_size
-    dist.all_gather_object(parts, mine)
-    every = np.concatenate(parts)
-    return {"rank_samples": [len(p) for p in parts], "rank_overlap": int(len(every) - len(np.unique(every)))}
-
-
-def _mean_over_ranks(value: torch.Tensor, env: DistEnv) -> float:
-    if env.distributed:
-        import torch.distributed as dist
-
-        value = value.clone().float()
-        dist.all_reduce(value)
-        value /= env.world_size
-    return float(value.item())
-
-
-def _barrier(env: DistEnv) -> None:
-    if env.distributed:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def _device(name: str, env: DistEnv) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise GensarError("train.device is 'cuda' but no CUDA device is available")
-        torch.cuda.set_device(env.local_rank)
-        return torch.device("cuda", env.local_rank)
-    return torch.device("cpu")
-
-
-# ---- checkpoints -------------------------------------------------------------------------------------
-def _save_checkpoint(
-    work: Path,
-    model,
-    optimizer,
-    scheduler,
-    prog: Progress,
-    best_state: dict[str, torch.Tensor] | None,
-    env: DistEnv,
-) -> None:
-    rng = _rng_state()
-    rngs = [rng]
-    if env.distributed:
-        import torch.distributed as dist
-
-        rngs = [None] * env.world_size
-        dist.all_gather_object(rngs, rng)
-    if env.is_main:
-        ckpt = {
-            "format": CHECKPOINT_FORMAT,
-            "world_size": env.world_size,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "progress": dataclasses.asdict(prog),
-            "best_model": best_state,
-            "rng": rngs,
-        }
-        atomic_torch_save(ckpt, work / "checkpoint.pt")
-    _barrier(env)
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary sibling, fsync, then ``os.replace``: never a partial ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _cleanup_temp_files(work: Path, env: DistEnv) -> None:
-    """Temporary files of a checkpoint write that a kill interrupted."""
-    if env.is_main:
-        for p in work.glob(".checkpoint.pt.*.tmp"):
-            p.unlink(missing_ok=True)
-
-
-def _rng_state() -> dict[str, Any]:
-    name, key, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    state = {
-        "python": random.getstate(),
-        "numpy": (name, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, cached),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    name, key, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _seed_all(seed: int) -> None:
-    from gensar.runtime import seed_everything
-
-    seed_everything(seed)
 
 
 # ---- small helpers ---------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ import torch
 from gensar.config import from_dict
 from gensar.data.prepared import PreparedData
 from gensar.errors import GensarError
-from gensar.model.tasks import COLLABORATIVE, REC_TOKEN, SEARCH_TOKEN, SEMANTIC, IdMaps, SampleEncoder
+from gensar.ids.item_ids import COLLABORATIVE, SEMANTIC, IdMaps
+from gensar.model.encoder import SampleEncoder
+from gensar.model.prompts import REC_TOKEN, SEARCH_TOKEN
 
 MODEL_CONFIG_NAME = "gensar_model.json"  # written by gensar.model.train next to the weights
 ID_KIND = {"rec": COLLABORATIVE, "search": SEMANTIC}  # which identifier each behavior generates
@@ -35,7 +37,7 @@ class TrainedModel:
     def load(cls, model_dir: str | Path, ids_path: str | Path | None = None) -> TrainedModel:
         """Load ``model_dir`` (from ``gensar train``); IDs from ``model_dir/item_ids.json`` unless given."""
         from gensar.model.backbone import load_model
-        from gensar.model.train import ModelRunConfig
+        from gensar.model.train_config import ModelRunConfig
 
         model_dir = Path(model_dir)
         cfg_path = model_dir / MODEL_CONFIG_NAME

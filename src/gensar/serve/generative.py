@@ -10,10 +10,10 @@
   ``log p(query </s> | input, <query>)``. Free generation could invent queries, but a small model
   on a few thousand distinct queries mostly invents broken ones.
 
-Inputs are rendered by ``gensar.model.tasks.SampleEncoder`` (the training code), so serving and
+Inputs are rendered by ``gensar.model.encoder.SampleEncoder`` (the training code), so serving and
 training can never disagree on the prompt format. That encoder renders histories given as event
-ids of a ``PreparedData``; live events are not in the prepared tables, so each batch's histories
-are put into a small events table of their own (``_batch_view``). Every call decodes the whole
+ids of an events table; live events are not in the prepared tables, so ``_inputs`` puts each
+batch's histories into a small events table of their own (``SampleEncoder.for_events``). Every call decodes the whole
 batch in one encoder pass and one beam search (``gensar.decode.beam``).
 """
 
@@ -29,15 +29,13 @@ from gensar.data.prepared import PreparedData
 from gensar.data.schema import SEARCH
 from gensar.decode.beam import constrained_beam_search
 from gensar.errors import GensarError
+from gensar.ids.item_ids import COLLABORATIVE, SEMANTIC, IdMaps
 from gensar.ids.trie import IdTrie
 from gensar.model.scoring import pad_batch
 from gensar.model.tasks import (
-    COLLABORATIVE,
     QUERY_TOKEN,
     REC_TOKEN,
     SEARCH_TOKEN,
-    SEMANTIC,
-    IdMaps,
     Sample,
     SampleEncoder,
     TaskConfig,
@@ -61,8 +59,6 @@ class GenerativeEngine:
         self.beam_size = beam_size
         self.num_items = len(item_ids)
         self.pad = int(tokenizer.pad_token_id)
-        # Only the events columns and no item texts: rec/search/next_query inputs never use item texts.
-        self._no_items = data.items.iloc[:0]
         probe = self._encoder(pd.DataFrame({"behavior": [], "query": [], "items": []}))
         self._prefix = {kind: probe.token(tok) for kind, tok in
                         ((COLLABORATIVE, REC_TOKEN), (SEMANTIC, SEARCH_TOKEN), ("query", QUERY_TOKEN))}
@@ -139,9 +135,8 @@ class GenerativeEngine:
         return pad_batch([encoder.input(s) for s in samples], self.pad)
 
     def _encoder(self, events: pd.DataFrame) -> SampleEncoder:
-        view = PreparedData(manifest={}, items=self._no_items, events=events, examples=pd.DataFrame(),
-                            candidates=pd.DataFrame())
-        return SampleEncoder(self.tokenizer, self.ids, view, self.tasks, self.max_input_len)
+        # Only the events and no item texts: rec/search/next_query inputs never use item texts.
+        return SampleEncoder.for_events(self.tokenizer, self.ids, events, self.tasks, self.max_input_len)
 
     def _id_tokens(self, encoder: SampleEncoder, kind: str, item: str) -> list[int]:
         tokens = encoder.item_id(kind, item)

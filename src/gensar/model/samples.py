@@ -1,0 +1,149 @@
+"""Task samples: each task's pool of ``Sample``s, pseudo-queries, and the seeded per-epoch mix.
+
+Pseudo-queries and the task mix are described in ``gensar.model.tasks``'s overview.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gensar.data.prepared import PreparedData
+from gensar.data.queries import build_item_queries, clean_words, words
+from gensar.data.schema import REC, SEARCH
+from gensar.model.task_config import TASKS, TaskConfig
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One task instance, before rendering.
+
+    ``query`` is the current query for ``search``/``adhoc`` and the target for ``next_query``;
+    ``item`` is the target item (rec, search, adhoc, text2*) or the source item (*2text).
+    """
+
+    task: str
+    item: str = ""
+    query: str = ""
+    history: tuple[int, ...] = ()  # event ids, oldest first
+    example_id: int = -1  # row of the prepared examples, -1 for item-level tasks
+
+
+def example_samples(examples) -> list[Sample]:
+    """``rec``/``search`` samples of prepared example rows (any split), in row order."""
+    return [
+        Sample(
+            task=b,
+            item=t,
+            query=q if b == SEARCH else "",
+            history=tuple(int(e) for e in h),
+            example_id=int(x),
+        )
+        for b, t, q, h, x in zip(
+            examples["behavior"],
+            examples["target"],
+            examples["query"],
+            examples["history"],
+            examples["example_id"],
+            strict=True,
+        )
+    ]
+
+
+def pseudo_queries(data: PreparedData, n: int, seed: int) -> list[list[str]]:
+    """Up to ``n`` pseudo-queries per item (row order of ``data.items``); see the module doc."""
+    catalog = build_item_queries(data.items).queries
+    out = []
+    for index, (title, first) in enumerate(zip(data.items["title"], catalog, strict=True)):
+        rng = np.random.default_rng([seed, index])
+        title_words = clean_words(words(title))
+        found: list[str] = [first] if first else []
+        for _ in range(4 * n):  # a few more draws than needed: short titles repeat windows
+            if len(found) >= n or len(title_words) < 2:
+                break
+            size = int(rng.integers(2, 5))
+            start = int(rng.integers(0, max(1, len(title_words) - size + 1)))
+            q = " ".join(title_words[start : start + size])
+            if q not in found:
+                found.append(q)
+        if not found and title_words:
+            found.append(title_words[0])
+        out.append(found[:n])
+    return out
+
+
+def build_samples(data: PreparedData, cfg: TaskConfig, seed: int) -> dict[str, list[Sample]]:
+    """The pool of every task (train split only for user tasks), task -> samples in a fixed order."""
+    rec = data.split("train", REC)
+    search = data.split("train", SEARCH)
+    items = data.items["item_id"].tolist()
+    pools: dict[str, list[Sample]] = {t: [] for t in TASKS}
+    pools["rec"] = example_samples(rec)
+    pools["search"] = example_samples(search)
+    pools["next_query"] = [
+        Sample(task="next_query", query=s.query, history=s.history, example_id=s.example_id)
+        for s in pools["search"]
+    ]
+    pools["next_item"] = [
+        Sample(task="next_item", item=s.item, history=s.history, example_id=s.example_id)
+        for s in pools["search"]
+    ]
+    pools["adhoc_logged"] = [
+        Sample(task="adhoc_logged", item=s.item, query=s.query, example_id=s.example_id) for s in pools["search"]
+    ]
+    for task in ("text2sem", "text2col", "sem2text", "col2text"):
+        pools[task] = [Sample(task=task, item=i) for i in items]
+    if cfg.adhoc > 0:
+        pools["adhoc"] = [
+            Sample(task="adhoc", item=i, query=q)
+            for i, qs in zip(items, pseudo_queries(data, cfg.pseudo_queries, seed), strict=True)
+            for q in qs
+        ]
+    return {t: (p if cfg.weight(t) > 0 else []) for t, p in pools.items()}
+
+
+@dataclass(frozen=True)
+class TaskMix:
+    """All tasks' samples in one list, and the seeded per-epoch plan over them."""
+
+    samples: list[Sample]
+    task_ranges: dict[str, tuple[int, int]]  # task -> [start, end) in ``samples``
+    weights: dict[str, float]
+
+    @classmethod
+    def build(cls, pools: dict[str, list[Sample]], cfg: TaskConfig) -> TaskMix:
+        samples: list[Sample] = []
+        ranges = {}
+        for task in TASKS:
+            ranges[task] = (len(samples), len(samples) + len(pools[task]))
+            samples.extend(pools[task])
+        return cls(samples, ranges, {t: cfg.weight(t) for t in TASKS})
+
+    def counts(self) -> dict[str, int]:
+        """Samples of each task drawn per epoch."""
+        return {t: _epoch_count(e - s, self.weights[t]) for t, (s, e) in self.task_ranges.items()}
+
+    def epoch_size(self) -> int:
+        return sum(self.counts().values())
+
+    def epoch_plan(self, seed: int, epoch: int) -> np.ndarray:
+        """Indices into ``samples`` for one epoch, shuffled; a pure function of (seed, epoch)."""
+        rng = np.random.default_rng([seed, epoch, 0x7A5C])
+        parts = []
+        for task in TASKS:
+            start, end = self.task_ranges[task]
+            n, w = end - start, self.weights[task]
+            if n == 0 or w == 0:
+                continue
+            whole = int(np.floor(w))
+            extra = _epoch_count(n, w) - whole * n
+            parts.append(np.tile(np.arange(start, end), whole))
+            parts.append(start + rng.choice(n, size=extra, replace=False))
+        plan = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+        return plan[rng.permutation(len(plan))].astype(np.int64)
+
+
+def _epoch_count(n: int, weight: float) -> int:
+    whole = int(np.floor(weight))
+    return whole * n + round((weight - whole) * n)

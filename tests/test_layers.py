@@ -1,0 +1,81 @@
+"""Imports point down: no module imports from a layer above its own (read from the source, ast)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "gensar"
+# Lowest first; a module may import from its own layer and the ones below it.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("config", "io", "errors", "runtime", "metrics", "train_utils"),
+    ("data",), ("embed",), ("ids",), ("model",), ("decode",), ("eval",), ("baselines",), ("hybrid",),
+    ("serve",), ("pipeline",), ("cli", "infer_cli", "__main__"),
+)
+RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
+
+# Upward imports in modules other engineers are changing right now; the lead empties this list
+# after merging (each entry: importing module -> imported module).
+KNOWN_UPWARD: set[tuple[str, str]] = {
+    ("gensar.eval.report", "gensar.pipeline"),  # _resolved_config reads a pipeline.yaml
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    return RANK.get(parts[1]) if len(parts) > 1 else None  # the gensar package itself: no layer
+
+
+def _imports(path: Path) -> set[str]:
+    """Every ``gensar.*`` module ``path`` imports, at the top or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("gensar.")}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("gensar."):
+            found.add(node.module)
+    return found
+
+
+def upward_imports() -> set[tuple[str, str]]:
+    out = set()
+    for path in sorted(SRC.rglob("*.py")):
+        me = _module_name(path)
+        mine = _layer(me)
+        for target in _imports(path):
+            theirs = _layer(target)
+            if mine is not None and theirs is not None and theirs > mine:
+                out.add((me, target))
+    return out
+
+
+def test_every_module_is_in_a_layer():
+    unknown = {_module_name(p) for p in SRC.rglob("*.py") if _layer(_module_name(p)) is None}
+    assert unknown <= {"gensar"}, f"add these to LAYERS: {sorted(unknown - {'gensar'})}"
+
+
+def test_imports_point_down():
+    bad = upward_imports() - KNOWN_UPWARD
+    assert not bad, "imports from a higher layer: " + ", ".join(f"{a} -> {b}" for a, b in sorted(bad))
+
+
+@pytest.mark.xfail(reason="upward imports in modules other engineers are editing; the lead removes them",
+                   strict=True)
+def test_known_upward_imports_are_gone():
+    assert not (upward_imports() & KNOWN_UPWARD)
+
+
+def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
+    # The test itself must be able to fail: a data module importing the model is flagged.
+    pkg = tmp_path / "gensar" / "data"
+    pkg.mkdir(parents=True)
+    (pkg / "bad.py").write_text("def f():\n    from gensar.model.tasks import Sample\n")
+    monkeypatch.setattr(__import__(__name__), "SRC", tmp_path / "gensar")
+    assert upward_imports() == {("gensar.data.bad", "gensar.model.tasks")}
