@@ -73,6 +73,9 @@ def _add_sasrec(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--config", default=None, help="YAML with SASRecConfig keys")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--full-ranking", action="store_true",
+                   help="also rank the whole catalog (gensar protocol): a full_ranking block with "
+                        "recall/ndcg@5/10/20")
     _common_out(p)
     return "gensar.embed.sasrec_cli:cli_sasrec"
 
@@ -94,6 +97,8 @@ def _add_baseline(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("name", choices=["popularity", "bm25", "dense", "match-popularity"])
     p.add_argument("data_dir")
     p.add_argument("--out", required=True)
+    p.add_argument("--full-ranking", action="store_true",
+                   help="also rank the whole catalog: full_ranking block with recall/ndcg@5/10/20")
     _common_out(p)
     return "gensar.baselines.cli:cli_baseline"
 
