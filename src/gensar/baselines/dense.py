@@ -14,6 +14,9 @@ from gensar.data.schema import SEARCH
 from gensar.embed.semantic import SemanticConfig, encode_items
 
 
+MAX_CACHED_QUERIES = 100_000  # query embeddings kept in memory (~150 MB at 384 float32 dims)
+
+
 class DenseScorer:
     """Cosine between the query's and every item's text embedding. Item embeddings are encoded once
     (cached under ``cache_dir``); each distinct query is encoded once and kept in memory."""
@@ -29,6 +32,8 @@ class DenseScorer:
 
     def scores(self, requests: Sequence[Request]) -> np.ndarray:
         new = list(dict.fromkeys(r.query for r in requests if r.query not in self._queries))
+        if len(self._queries) + len(new) > MAX_CACHED_QUERIES:  # a long-running server: bounded memory
+            self._queries.clear()
         if new:
             for text, vec in zip(new, _normalize(encode_items(new, self.cfg)), strict=True):
                 self._queries[text] = vec.astype(np.float32)
