@@ -331,3 +331,33 @@ def test_prepare_scientific_duplicate(scientific_dir):
     assert not data.events["query"].str.startswith("industrial scientific").any()
     c = data.manifest["candidates"]
     assert (c["lists"], c["short_lists"], c["min_negatives"]) == (4 * 8442, 0, 99)
+
+
+def test_query_source_title_from_the_cli_gives_specific_seeded_queries(tmp_path):
+    from gensar.data.canonical import write_canonical
+    from gensar.data.queries import clean_words, words
+
+    src = write_canonical(random_raw(), None, tmp_path / "src")
+    runs = {}
+    for name, flags in {"category": [], "title": ["--query-source", "title"],
+                        "title2": ["--query-source", "title"], "mixed": ["--query-source", "mixed"]}.items():
+        assert main(["prepare", str(src), "--out", str(tmp_path / name), "--seed", "2", *flags]) == 0
+        runs[name] = PreparedData.load(tmp_path / name)
+    cat, title = runs["category"], runs["title"]
+    assert title.manifest["options"]["query_source"] == "title"
+    assert cat.manifest["options"]["query_source"] == "category"
+    assert title.events["behavior"].tolist() == cat.events["behavior"].tolist()  # same sessions search
+    titles = dict(zip(title.items["item_id"], title.items["title"], strict=True))
+    search = title.events[title.events["behavior"] == "search"]
+    for query, clicked in zip(search["query"], search["items"], strict=True):
+        content = iter(clean_words(words(titles[clicked[0]])))
+        assert query and all(w in content for w in query.split())
+    # titles name the model number, categories never do: the title queries are the specific ones
+    assert search["query"].str.contains(r"\d").mean() > 0.5
+    assert not cat.events["query"].str.contains(r"\d").any()
+    pd.testing.assert_frame_equal(runs["title2"].events, title.events)  # seeded
+    check_invariants(title)
+    mixed = runs["mixed"].events
+    is_search = (mixed["behavior"] == "search").to_numpy()
+    from_title = (mixed["query"] != cat.events["query"]).to_numpy()[is_search]  # a category query is the item's
+    assert 0.35 < from_title.mean() < 0.65

@@ -11,6 +11,7 @@ from gensar.data.queries import (
     build_item_queries,
     clean_words,
     common_word_prefix,
+    title_query,
     words,
 )
 from gensar.data.schema import make_events, make_items
@@ -137,3 +138,57 @@ def test_none_protocol_keeps_events_and_synthetic_protocols_refuse_real_search_l
         apply_search_protocol(events, QUERY, "mixed")
     with pytest.raises(GensarError, match="unknown search protocol 'bogus'"):
         apply_search_protocol(events, QUERY, "bogus")
+
+
+def _is_ordered_subset(query: str, content: list[str]) -> bool:
+    it = iter(content)
+    return all(w in it for w in query.split())  # consumes the iterator: order is checked
+
+
+def test_title_query_is_a_seeded_ordered_subset_of_content_words():
+    title = "The Stecraft Centrifuge FU-263 for the lab"
+    content = ["stecraft", "centrifuge", "fu", "263", "lab"]  # stop words and punctuation gone
+    draws = [title_query(title, np.random.default_rng(s)) for s in range(200)]
+    assert all(_is_ordered_subset(q, content) for q in draws)
+    assert {len(q.split()) for q in draws} == {2, 3, 4}  # k in TITLE_QUERY_WORDS
+    assert len(set(draws)) > 10  # a real subset draw, not one fixed query
+    assert draws == [title_query(title, np.random.default_rng(s)) for s in range(200)]  # seeded
+    assert all(len(title_query(title, np.random.default_rng(s), max_words=1).split()) == 1 for s in range(20))
+    assert title_query("the of and", np.random.default_rng(0)) == ""
+    assert title_query("Centrifuge", np.random.default_rng(0)) == "centrifuge"
+
+
+TITLES = {"i0": "Acme Cordless Saw X-100", "i1": "Bolt Drill Pro", "i2": "Beaker Glass 500ml",
+          "i3": "Digital Balance", "i4": "Duct Roll", "i5": "The"}  # i5: no words, no query
+
+
+@pytest.mark.parametrize("protocol", ["mixed", "duplicate"])
+def test_query_sources_title_and_mixed(protocol):
+    events = _rec_log()
+    base = apply_search_protocol(events, QUERY, protocol, search_ratio=0.5, seed=3)
+    same = apply_search_protocol(events, QUERY, protocol, 0.5, 3, "category", TITLES)
+    assert same.equals(base)  # the default source is exactly the category queries of before
+    title = apply_search_protocol(events, QUERY, protocol, 0.5, 3, "title", TITLES)
+    # the same sessions search (the source draws have their own generator); only queries differ
+    assert title["behavior"].tolist() == base["behavior"].tolist()
+    search = title[title["behavior"] == "search"]
+    content = {i: clean_words(words(t)) for i, t in TITLES.items()}
+    assert all(_is_ordered_subset(q, content[its[0]]) for q, its in zip(search["query"], search["items"]))
+    assert search["query"].nunique() > 5  # drawn per session, not one query per item
+    assert apply_search_protocol(events, QUERY, protocol, 0.5, 3, "title", TITLES).equals(title)
+    assert not apply_search_protocol(events, QUERY, protocol, 0.5, 4, "title", TITLES)["query"].equals(title["query"])
+    mixed = apply_search_protocol(events, QUERY, protocol, 0.5, 3, "mixed", TITLES)
+    msearch = mixed[mixed["behavior"] == "search"]
+    from_category = (msearch["query"] == [QUERY[its[0]] for its in msearch["items"]]).to_numpy()
+    # "saw" etc. are not title words, so a category query tells its source apart
+    assert abs(from_category.mean() - 0.5) < 0.06
+    assert all(_is_ordered_subset(q, content[its[0]])
+               for q, its, cat in zip(msearch["query"], msearch["items"], from_category) if not cat)
+
+
+def test_query_source_errors():
+    events = _rec_log(2, 3)
+    with pytest.raises(GensarError, match="unknown query source 'bogus'"):
+        apply_search_protocol(events, QUERY, "mixed", query_source="bogus")
+    with pytest.raises(GensarError, match="applies to semi-synthetic search only"):
+        apply_search_protocol(events, QUERY, "none", query_source="title", item_title=TITLES)

@@ -94,3 +94,29 @@ def test_report_cli_writes_table_json_and_plot(tmp_path, capsys):
     data = json.loads((out / "report.json").read_text())
     assert data["methods"][0]["metrics"]["test"]["search"]["hr@10"]["mean"] == pytest.approx(0.32)
     assert (out / "tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_shows_the_whole_catalog_table_next_to_the_sampled_one(tmp_path):
+    keys = ("recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20")
+    paths = []
+    for name, seed, value in (("bm25", None, 0.5), ("g-s0", 0, 0.2), ("g-s1", 1, 0.4)):
+        run = _run(tmp_path, name, 0.1, 0.3, seed)
+        raw = json.loads((run / "metrics.json").read_text())
+        raw["full_ranking"] = {"test": {"search": {k: value for k in keys} | {"n": 7}}}
+        (run / "metrics.json").write_text(json.dumps(raw))
+        paths.append(run)
+    plain = _run(tmp_path, "pop", 0.1, 0.2, None)  # no full_ranking block: "–" in the second table
+    out = tmp_path / "rep"
+    assert main(["report", *map(str, [*paths, plain]), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    sampled, whole = text.split("## Whole catalog")
+    assert "| bm25 | 1 | 0.1000 |" in sampled and "recall@10" not in sampled
+    assert "| search recall@5 | search recall@10 |" in whole
+    assert "| bm25 | 1 | – | – | – | – | – | – | 0.5000 | 0.5000 |" in whole
+    assert "| g | 2 | – | – | – | – | – | – | 0.3000 ± 0.1414 |" in whole
+    assert "| pop | 1 | – | – | – | – | – | – | – | – |" in whole
+    data = json.loads((out / "report.json").read_text())
+    assert data["methods"][0]["full_ranking"]["test"]["search"]["recall@20"]["mean"] == pytest.approx(0.5)
+    out2 = tmp_path / "rep2"
+    assert main(["report", str(plain), "--out", str(out2)]) == 0
+    assert "Whole catalog" not in (out2 / "report.md").read_text()  # no run measured it: one table

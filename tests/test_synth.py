@@ -157,3 +157,27 @@ def test_cli_synth(tmp_path, capsys):
     assert (out / "events.jsonl").read_bytes() == before  # failed runs leave the output alone
     assert main(["synth", "--out", str(out), "--users", "30", "--items", "150", "--overwrite"]) == 0
     assert read_canonical(out).events["user_id"].nunique() == 30
+
+
+@pytest.mark.parametrize("source", ["title", "mixed"])
+def test_query_source_redraws_only_the_queries(small_world, source):
+    from gensar.data.queries import clean_words, words
+
+    raw = generate_world(dataclasses.replace(SMALL, query_source=source), progress=False)
+    pd.testing.assert_frame_equal(raw.items, small_world.items)  # the same world...
+    base, ev = small_world.events, raw.events
+    assert ev.drop(columns="query").equals(base.drop(columns="query"))
+    assert (ev.loc[ev["behavior"] == "rec", "query"] == "").all()
+    titles = dict(zip(raw.items["item_id"], raw.items["title"], strict=True))
+    search = ev["behavior"] == "search"
+    changed = (ev["query"] != base["query"])[search].to_numpy()
+    for query, clicked, new in zip(ev["query"][search], ev["items"][search], changed, strict=True):
+        if new:  # ...with queries drawn from the first clicked item's title words, in title order
+            content = iter(clean_words(words(titles[clicked[0]])))
+            assert query and all(w in content for w in query.split())
+    share = changed.mean()
+    assert share > 0.95 if source == "title" else 0.35 < share < 0.65
+    again = generate_world(dataclasses.replace(SMALL, query_source=source), progress=False)
+    assert again.events.equals(ev)  # seeded
+    with pytest.raises(ConfigError, match="query_source"):
+        from_dict(SynthConfig, {"query_source": "bogus"})

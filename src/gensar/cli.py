@@ -29,6 +29,9 @@ def _add_synth(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--users", type=int, default=None, help="number of users (config key n_users)")
     p.add_argument("--items", type=int, default=None, help="number of items (config key n_items)")
     p.add_argument("--seed", type=int, default=None, help="random seed (config key seed; default 0)")
+    p.add_argument("--query-source", default=None, choices=["category", "title", "mixed"],
+                   help="search queries from category words (default), a seeded subset of the clicked "
+                        "item's title words, or either per session (config key query_source)")
     p.add_argument("--config", default=None, help="YAML with SynthConfig parameters (gensar.data.synth)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     _common_out(p)
@@ -46,6 +49,9 @@ def _add_prepare(sub: argparse._SubParsersAction) -> Handler:
                         "none (keep events as they are); default auto = none if the source has search "
                         "sessions, else mixed")
     p.add_argument("--search-ratio", type=float, default=None, help="mixed protocol: P(interaction is a search)")
+    p.add_argument("--query-source", default=None, choices=["category", "title", "mixed"],
+                   help="semi-synthetic queries: category path words (default), a seeded subset of the "
+                        "title's content words, or either per session (half each)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--max-history", type=int, default=None, help="events kept in each example's history")
     p.add_argument("--kcore", type=int, default=None, help="k-core filter on users and items (0 = off)")
@@ -73,6 +79,9 @@ def _add_sasrec(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--config", default=None, help="YAML with SASRecConfig keys")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--full-ranking", action="store_true",
+                   help="also rank the whole catalog (gensar protocol): a full_ranking block with "
+                        "recall/ndcg@5/10/20")
     _common_out(p)
     return "gensar.embed.sasrec_cli:cli_sasrec"
 
@@ -94,6 +103,8 @@ def _add_baseline(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("name", choices=["popularity", "bm25", "dense", "match-popularity"])
     p.add_argument("data_dir")
     p.add_argument("--out", required=True)
+    p.add_argument("--full-ranking", action="store_true",
+                   help="also rank the whole catalog: full_ranking block with recall/ndcg@5/10/20")
     _common_out(p)
     return "gensar.baselines.cli:cli_baseline"
 

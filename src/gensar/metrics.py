@@ -25,7 +25,7 @@ import numpy as np
 from gensar.errors import GensarError
 
 __all__ = [
-    "FULL_KS", "HR_KS", "METRIC_KEYS", "NDCG_KS", "MetricKey", "hit_rate_at_k", "ndcg_at_k",
+    "FULL_KS", "FULL_METRIC_KEYS", "HR_KS", "METRIC_KEYS", "NDCG_KS", "MetricKey", "hit_rate_at_k", "ndcg_at_k",
     "rank_from_retrieved", "rank_of_target", "recall_at_k", "summarize",
 ]
 
@@ -34,6 +34,7 @@ NDCG_KS = (5, 10)
 MetricKey = Literal["hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"]  # a Literal so configs can name one
 METRIC_KEYS: tuple[MetricKey, ...] = get_args(MetricKey)
 FULL_KS = (5, 10, 20)  # full-catalog ranking: recall@k and ndcg@k
+FULL_METRIC_KEYS = tuple(f"recall@{k}" for k in FULL_KS) + tuple(f"ndcg@{k}" for k in FULL_KS)
 
 
 def hit_rate_at_k(ranks: np.ndarray, k: int) -> float:

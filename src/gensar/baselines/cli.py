@@ -1,4 +1,8 @@
-"""`gensar baseline NAME DATA_DIR --out DIR`: non-generative baselines on the saved candidate lists."""
+"""`gensar baseline NAME DATA_DIR --out DIR [--full-ranking]`: non-generative baselines.
+
+Sampled protocol: the saved candidate lists (gathered from each scorer's whole-catalog scores).
+``--full-ranking`` adds ``"full_ranking": {split: {behavior: recall/ndcg@5/10/20}}`` over every item.
+"""
 
 from __future__ import annotations
 
@@ -7,59 +11,50 @@ import json
 import time
 from pathlib import Path
 
+from gensar.baselines.scorer import SCORERS, Scorer, build_scorer, evaluate_scorer
 from gensar.data.prepared import PreparedData
-from gensar.data.schema import BEHAVIORS, SEARCH
 from gensar.errors import GensarError
-from gensar.eval.candidates import candidate_matrix, eval_examples, evaluate_scores
+from gensar.eval.candidates import candidate_matrix, eval_examples
 from gensar.io import atomic_write_json, check_output_dir
-
-# Which behaviors each baseline can rank: the search baselines need a query.
-BASELINES = {"popularity": BEHAVIORS, "bm25": (SEARCH,), "dense": (SEARCH,), "match-popularity": (SEARCH,)}
 
 
 def run_baseline(name: str, data: PreparedData, splits: tuple[str, ...] = ("valid", "test"),
-                 cache_dir: Path | None = None) -> dict:
-    if name not in BASELINES:
-        raise GensarError(f"unknown baseline '{name}' (known: {', '.join(BASELINES)})")
+                 cache_dir: Path | None = None, full_ranking: bool = False) -> dict:
+    if name not in SCORERS:
+        raise GensarError(f"unknown baseline '{name}' (known: {', '.join(SCORERS)})")
     result: dict = {"method": name, "data": data.manifest.get("source")}
     start = time.perf_counter()
-    for split in splits:
-        result[split] = {}
-        for behavior in BASELINES[name]:
-            examples = eval_examples(data, split, behavior)
-            if examples.empty:
-                continue
-            cands = candidate_matrix(data, examples)
-            scores = _scores(name, data, examples, cands, cache_dir)
-            result[split][behavior] = evaluate_scores(scores, cands)
+    scorer = build_scorer(name, data, cache_dir)
+    full = evaluate_splits(scorer, data, splits, result, full_ranking)
+    if full_ranking:
+        result["full_ranking"] = full
     result["seconds"] = round(time.perf_counter() - start, 2)
     return result
 
 
-def _scores(name, data, examples, cands, cache_dir):
-    if name == "popularity":
-        from gensar.baselines.popularity import popularity_scores
-
-        return popularity_scores(data, cands)
-    if name == "bm25":
-        from gensar.baselines.bm25 import bm25_scores
-
-        return bm25_scores(data, examples, cands)
-    if name == "match-popularity":
-        from gensar.baselines.match_popularity import match_popularity_scores
-
-        return match_popularity_scores(data, examples, cands)
-    from gensar.baselines.dense import dense_scores
-    from gensar.embed.semantic import SemanticConfig
-
-    return dense_scores(data, examples, cands, SemanticConfig(), cache_dir)
+def evaluate_splits(scorer: Scorer, data: PreparedData, splits: tuple[str, ...], result: dict,
+                    full_ranking: bool) -> dict:
+    """Fill ``result[split][behavior]`` with sampled metrics; return the full-ranking block."""
+    full: dict = {}
+    for split in splits:
+        result[split] = {}
+        full[split] = {}
+        for behavior in scorer.behaviors:
+            examples = eval_examples(data, split, behavior)
+            if examples.empty:
+                continue
+            cands = candidate_matrix(data, examples)
+            sampled, whole = evaluate_scorer(scorer, data, examples, cands, full_ranking)
+            result[split][behavior] = sampled
+            if whole is not None:
+                full[split][behavior] = whole
+    return full
 
 
 def cli_baseline(args: argparse.Namespace) -> int:
     out = check_output_dir(args.out, args.overwrite)
     data = PreparedData.load(args.data_dir)
-    result = run_baseline(args.name, data, cache_dir=out / "cache")
+    result = run_baseline(args.name, data, cache_dir=out / "cache", full_ranking=args.full_ranking)
     atomic_write_json(out / "metrics.json", result)
-    print(json.dumps({k: result[k] for k in ("valid", "test") if k in result}, indent=2))
+    print(json.dumps({k: result[k] for k in ("valid", "test", "full_ranking") if k in result}, indent=2))
     return 0
-

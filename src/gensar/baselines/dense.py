@@ -2,23 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from gensar.baselines.scorer import Request, candidate_scores
 from gensar.data.prepared import PreparedData
+from gensar.data.schema import SEARCH
 from gensar.embed.semantic import SemanticConfig, encode_items
+
+
+MAX_CACHED_QUERIES = 100_000  # query embeddings kept in memory (~150 MB at 384 float32 dims)
+
+
+class DenseScorer:
+    """Cosine between the query's and every item's text embedding. Item embeddings are encoded once
+    (cached under ``cache_dir``); each distinct query is encoded once and kept in memory."""
+
+    name = "dense"
+    behaviors: tuple[str, ...] = (SEARCH,)
+
+    def __init__(self, data: PreparedData, cfg: SemanticConfig, cache_dir: Path | None = None) -> None:
+        self.cfg = cfg
+        items = encode_items(data.item_texts, cfg, cache_dir)
+        self.items = _normalize(items).astype(np.float32)  # [n_items, d]
+        self._queries: dict[str, np.ndarray] = {}
+
+    def scores(self, requests: Sequence[Request]) -> np.ndarray:
+        new = list(dict.fromkeys(r.query for r in requests if r.query not in self._queries))
+        if len(self._queries) + len(new) > MAX_CACHED_QUERIES:  # a long-running server: bounded memory
+            self._queries.clear()
+        if new:
+            for text, vec in zip(new, _normalize(encode_items(new, self.cfg)), strict=True):
+                self._queries[text] = vec.astype(np.float32)
+        if not requests:
+            return np.zeros((0, len(self.items)), dtype=np.float32)
+        q = np.stack([self._queries[r.query] for r in requests])  # [B, d]
+        return q @ self.items.T  # [B, n_items]
 
 
 def dense_scores(data: PreparedData, examples: pd.DataFrame, candidates: np.ndarray,
                  cfg: SemanticConfig, cache_dir: Path | None = None) -> np.ndarray:
     """Scores [n, C]: cosine between the query embedding and each candidate's text embedding."""
-    items = _normalize(encode_items(data.item_texts, cfg, cache_dir))  # [n_items, d]
-    queries = _normalize(encode_items(examples["query"].tolist(), cfg, cache_dir))  # [n, d]
-    safe = np.maximum(candidates, 0)
-    scores = np.einsum("nd,ncd->nc", queries, items[safe])  # [n, C]
-    return np.where(candidates >= 0, scores, -np.inf)
+    requests = [Request(str(q), ()) for q in examples["query"]]
+    return candidate_scores(DenseScorer(data, cfg, cache_dir), requests, candidates)
 
 
 def _normalize(x: np.ndarray) -> np.ndarray:

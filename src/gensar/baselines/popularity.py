@@ -1,10 +1,14 @@
-"""Popularity: score a candidate by how often it was clicked in training events (both behaviors)."""
+"""Popularity: score an item by how often it was clicked in training events (both behaviors)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from gensar.baselines.scorer import Request
 from gensar.data.prepared import PreparedData
+from gensar.data.schema import BEHAVIORS
 
 
 def held_out_event_ids(data: PreparedData) -> set[int]:
@@ -23,6 +27,19 @@ def item_popularity(data: PreparedData) -> np.ndarray:
             for item in items:
                 counts[index[item]] += 1
     return counts
+
+
+class PopularityScorer:
+    """The same training click counts for every request (counts are exact in float32)."""
+
+    name = "popularity"
+    behaviors: tuple[str, ...] = BEHAVIORS
+
+    def __init__(self, data: PreparedData) -> None:
+        self.popularity = item_popularity(data).astype(np.float32)  # [n_items]
+
+    def scores(self, requests: Sequence[Request]) -> np.ndarray:
+        return np.broadcast_to(self.popularity, (len(requests), len(self.popularity))).copy()  # [B, n_items]
 
 
 def popularity_scores(data: PreparedData, candidates: np.ndarray) -> np.ndarray:

@@ -43,6 +43,8 @@ class PrepareConfig:
     # a test and a valid event; 3 leaves at least one to train on).
     min_events_per_behavior: int = 3
     query_max_words: int = 12  # semi-synthetic queries keep their first words (see queries.py)
+    # semi-synthetic queries from the category path, a seeded subset of title words, or either per session
+    query_source: Literal["category", "title", "mixed"] = "category"
     bm25: BM25Config = field(default_factory=BM25Config)
 
     def validate(self) -> None:
@@ -77,7 +79,9 @@ def prepare(raw: RawDataset, cfg: PrepareConfig, progress: bool = False) -> Prep
     protocol = resolve_protocol(cfg.search_protocol, core.events)
     item_queries = build_item_queries(items, cfg.query_max_words)
     query_of = dict(zip(items["item_id"], item_queries.queries, strict=True))
-    events = apply_search_protocol(core.events, query_of, protocol, cfg.search_ratio, cfg.seed)
+    title_of = dict(zip(items["item_id"], items["title"], strict=True))
+    events = apply_search_protocol(core.events, query_of, protocol, cfg.search_ratio, cfg.seed,
+                                   cfg.query_source, title_of, cfg.query_max_words)
 
     examples = leave_one_out(events, cfg.max_history, cfg.min_events_per_behavior)
     candidates, cand_stats = build_candidates(
@@ -125,6 +129,7 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
         "max_history": args.max_history,
         "kcore": args.kcore,
         "num_negatives": args.num_negatives,
+        "query_source": args.query_source,
     }
     cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None})
     cfg.validate()

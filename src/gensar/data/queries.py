@@ -28,6 +28,20 @@ Protocols (``apply_search_protocol``), applied to a log of rec interactions:
   and a search event with the same timestamp. Histories only hold events strictly earlier than the
   target, so neither twin can appear in the history of the other.
 * ``none``: events are kept as they are.
+
+Query sources (``query_source``; the category path is broad, real users also type specific queries):
+
+* ``category`` (default): the item's category query above, the same for every session of the item.
+* ``title``: a seeded subset of the title's content words (``words`` + ``clean_words``), drawn per
+  session: ``k`` of the ``n`` words, ``k`` uniform in ``TITLE_QUERY_WORDS`` = 2..4 (at most ``n``;
+  product-search queries are short), kept in title order ("stecraft centrifuge fu 263" ->
+  "stecraft 263"). Such a query names a brand, a model or a product noun: specific, sometimes
+  unique, sometimes shared by a brand's items. A title without content words falls back to the
+  category query.
+* ``mixed``: each session draws its source, title with probability ``TITLE_SHARE``.
+
+The source draws use their own generator, so the rec/search split of ``mixed`` does not depend on
+the query source: a title run and a category run search the same events.
 """
 
 from __future__ import annotations
@@ -57,6 +71,9 @@ won wouldn y you your yours yourself yourselves
 STOP_WORDS: frozenset[str] = frozenset(_STOP_WORDS_TEXT.split())
 
 PROTOCOLS = ("mixed", "duplicate", "none")
+QUERY_SOURCES = ("category", "title", "mixed")
+TITLE_SHARE = 0.5  # query source "mixed": P(a session's query is drawn from the title)
+TITLE_QUERY_WORDS = (2, 4)  # query source "title": words per query, uniform in this range
 
 _WORD = re.compile(r"[^\W_]+")  # letters and digits; punctuation and '_' separate words
 
@@ -121,21 +138,62 @@ def build_item_queries(items: pd.DataFrame, max_words: int = 12) -> ItemQueries:
     return ItemQueries(queries=queries, dropped_prefix=prefix, from_title=from_title, missing=missing)
 
 
+def title_query(title: str, rng: np.random.Generator, max_words: int = 12) -> str:
+    """A seeded subset of the title's content words, in title order ("" when it has none)."""
+    content = clean_words(words(title))
+    n = len(content)
+    if n == 0:
+        return ""
+    lo, hi = (min(n, max_words, w) for w in TITLE_QUERY_WORDS)
+    k = int(rng.integers(lo, hi + 1))
+    keep = np.sort(rng.choice(n, size=k, replace=False))
+    return " ".join(content[i] for i in keep)
+
+
+def session_queries(first_items: Sequence[str], category_queries: Sequence[str], item_title: dict[str, str],
+                    source: str, seed: int = 0, max_words: int = 12) -> np.ndarray:
+    """object [n] the query of each session (its first clicked item, its category query) under a
+    query source: the category query itself, or one drawn from the item's title."""
+    if source not in QUERY_SOURCES:
+        raise GensarError(f"unknown query source '{source}' (known: {', '.join(QUERY_SOURCES)})")
+    category = np.array(list(category_queries), dtype=object)
+    if source == "category":
+        return category
+    rng = np.random.default_rng([seed, 0x717])
+    # mixed: draw for every session, so one session's choice does not shift the others'
+    from_title = rng.random(len(category)) < TITLE_SHARE if source == "mixed" else np.ones(len(category), bool)
+    out = category.copy()
+    for row in np.flatnonzero(from_title):
+        out[row] = title_query(item_title.get(first_items[row], ""), rng, max_words) or category[row]
+    return out
+
+
 def apply_search_protocol(
     events: pd.DataFrame,
     item_query: dict[str, str],
     protocol: str,
     search_ratio: float = 0.5,
     seed: int = 0,
+    query_source: str = "category",
+    item_title: dict[str, str] | None = None,
+    max_words: int = 12,
 ) -> pd.DataFrame:
     """Turn a rec-only log into rec events + search sessions (a new canonical events table).
 
-    ``item_query`` maps item id -> query; the query of an event is that of its first item, and an
-    event whose item has no query stays a rec event (no search twin in ``duplicate``).
+    ``item_query`` maps item id -> category query; the query of an event is drawn from its first
+    item under ``query_source`` (``item_title``: item id -> title, needed unless "category"), and
+    an event whose item has no query stays a rec event (no search twin in ``duplicate``).
     """
     if protocol not in PROTOCOLS:
         raise GensarError(f"unknown search protocol '{protocol}' (known: {', '.join(PROTOCOLS)})")
+    if query_source not in QUERY_SOURCES:
+        raise GensarError(f"unknown query source '{query_source}' (known: {', '.join(QUERY_SOURCES)})")
     if protocol == "none":
+        if query_source != "category":
+            raise GensarError(
+                f"query source '{query_source}' applies to semi-synthetic search only; with search protocol "
+                "'none' the source's own queries are kept (the synthetic world: gensar synth --query-source ...)"
+            )
         return events.copy()
     n_search = int((events["behavior"] == SEARCH).sum())
     if n_search:
@@ -143,7 +201,9 @@ def apply_search_protocol(
             f"the source already has {n_search} search sessions; the '{protocol}' protocol only "
             "applies to logs without queries (use --search-protocol none or auto)"
         )
-    query = np.array([item_query.get(its[0], "") for its in events["items"]], dtype=object)
+    first = [its[0] for its in events["items"]]
+    category = [item_query.get(i, "") for i in first]
+    query = session_queries(first, category, item_title or {}, query_source, seed, max_words)
     searchable = query != ""
     base = events[["user_id", "timestamp", "items"]].reset_index(drop=True)
     if protocol == "mixed":

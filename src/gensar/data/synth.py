@@ -40,7 +40,10 @@ The generative story (all draws from one ``numpy`` generator seeded by ``SynthCo
    leaf (not the root); each word is dropped with probability ``query_drop_prob`` (when all
    are, the query is the leaf noun) and a noise word ("best", "cheap", ...) is added with probability
    ``query_noise_prob``. With probability ``second_click_prob`` the session clicks a second
-   item of the same leaf.
+   item of the same leaf. ``query_source`` ``title`` replaces that query by a seeded subset of
+   the clicked item's title words (``gensar.data.queries.title_query``: specific queries that
+   name a brand or model), ``mixed`` does so for half the sessions; those draws use a generator
+   of their own, so the world (items, events, clicks) is the same for every query source.
 6. **Time.** Each user starts at ``start_timestamp`` plus up to 30 days; gaps between events
    are 1 s + Exponential(``mean_gap_s``), so a user's events have distinct, increasing times.
 
@@ -57,6 +60,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -64,6 +68,7 @@ from tqdm import tqdm
 
 from gensar.config import load_config, require, to_dict
 from gensar.data.canonical import write_tables
+from gensar.data.queries import session_queries
 from gensar.data.schema import REC, SEARCH, RawDataset, make_events, make_items
 from gensar.io import atomic_dir, check_output_dir
 
@@ -124,6 +129,7 @@ class SynthConfig:
     popularity_sigma: float = 0.8
     query_drop_prob: float = 0.3
     query_noise_prob: float = 0.3
+    query_source: Literal["category", "title", "mixed"] = "category"  # see step 5 of the story
     second_click_prob: float = 0.2
     start_timestamp: int = 1_600_000_000
     mean_gap_s: int = 86_400
@@ -180,6 +186,7 @@ def generate_world(cfg: SynthConfig, progress: bool = True) -> RawDataset:
     cat = _catalogue(cfg, rng)
     items = _items(cfg, cat, rng)
     events, preferred = _events(cfg, cat, items["item_id"].tolist(), rng, progress)
+    events = _with_query_source(events, items, cfg)
     info = {
         "config": to_dict(cfg),
         "item_group": cat.item_group.tolist(),
@@ -187,6 +194,22 @@ def generate_world(cfg: SynthConfig, progress: bool = True) -> RawDataset:
         "user_preferred": {u: [" > ".join(cat.leaf_paths[leaf]) for leaf in leaves] for u, leaves in preferred.items()},
     }
     return RawDataset(items=items, events=events, source=f"synth(seed={cfg.seed})", format="synth", info=info)
+
+
+def _with_query_source(events: pd.DataFrame, items: pd.DataFrame, cfg: SynthConfig) -> pd.DataFrame:
+    """The events with their search queries redrawn from item titles, for query sources other
+    than the category one (a separate generator: nothing else changes)."""
+    if cfg.query_source == "category":
+        return events
+    search = np.flatnonzero(events["behavior"].to_numpy() == SEARCH)
+    first = [events["items"].iloc[row][0] for row in search]
+    titles = dict(zip(items["item_id"], items["title"], strict=True))
+    drawn = session_queries(first, events["query"].iloc[search].tolist(), titles, cfg.query_source, cfg.seed)
+    out = events.copy()
+    queries = out["query"].to_numpy(dtype=object).copy()
+    queries[search] = drawn
+    out["query"] = queries
+    return out
 
 
 def _catalogue(cfg: SynthConfig, rng: np.random.Generator) -> _Catalogue:
@@ -391,7 +414,9 @@ def _brand_names(n: int, rng: np.random.Generator) -> list[str]:
 def cli_synth(args: argparse.Namespace) -> int:
     """``gensar synth``: write a synthetic world as canonical JSONL files (+ world.json truth)."""
     overrides = list(args.overrides)
-    for key, value in (("n_users", args.users), ("n_items", args.items), ("seed", args.seed)):
+    flags = (("n_users", args.users), ("n_items", args.items), ("seed", args.seed),
+             ("query_source", args.query_source))
+    for key, value in flags:
         if value is not None:
             overrides.append(f"{key}={value}")
     cfg = load_config(SynthConfig, args.config, overrides)

@@ -5,6 +5,8 @@ Writes into ``DIR`` (atomically, as one directory):
 metrics.json  {"protocol", "valid": {hr@1, hr@5, hr@10, ndcg@5, ndcg@10}, "test": {...},
                "popularity": {"valid": {...}, "test": {...}}, "best_epoch", "epochs_run",
                "train_seconds", "n_train_sequences", "n_valid", "n_test", "config"}
+              with ``--full-ranking``, also "full_ranking": {"valid": {"rec": recall/ndcg@5/10/20},
+              "test": {...}}: each rec example's target among every item
 model.pt      checkpoint: state_dict, config, n_items (``collaborative.load_sasrec``)
 config.yaml   the full SASRecConfig used
 log.json      per-epoch training loss and validation NDCG@10
@@ -18,8 +20,10 @@ import sys
 
 import yaml
 
+from gensar.baselines.scorer import SASRecScorer, full_ranking_metrics
 from gensar.config import load_config, to_dict
 from gensar.data.prepared import PreparedData
+from gensar.eval.candidates import eval_examples
 from gensar.embed.collaborative import (
     evaluate,
     gensar_protocol,
@@ -27,7 +31,9 @@ from gensar.embed.collaborative import (
     sasrec_protocol,
     train_sasrec,
 )
+from gensar.data.schema import REC
 from gensar.embed.sasrec import SASRecConfig
+from gensar.errors import GensarError
 from gensar.io import atomic_dir, check_output_dir
 from gensar.runtime import configure_threads
 
@@ -35,6 +41,9 @@ from gensar.runtime import configure_threads
 def cli_sasrec(args: argparse.Namespace) -> int:
     cfg = load_config(SASRecConfig, args.config, args.overrides)
     check_output_dir(args.out, args.overwrite)  # fail before training, not after
+    if args.full_ranking and args.protocol != "gensar":
+        # the sasrec protocol's own split holds out other items than the prepared examples
+        raise GensarError("--full-ranking needs --protocol gensar (the prepared valid/test examples)")
     configure_threads(args.threads)
     data = PreparedData.load(args.data_dir)
     n_items = len(data.items)
@@ -60,6 +69,8 @@ def cli_sasrec(args: argparse.Namespace) -> int:
         "n_test": len(proto.test),
         "config": to_dict(cfg),
     }
+    if args.full_ranking:
+        metrics["full_ranking"] = full_ranking_block(SASRecScorer(trained.model), data)
     with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
         trained.save(tmp / "model.pt")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
@@ -73,3 +84,12 @@ def cli_sasrec(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def full_ranking_block(scorer: SASRecScorer, data: PreparedData) -> dict:
+    """``{split: {"rec": whole-catalog metrics}}`` of the prepared rec valid/test examples."""
+    block: dict = {}
+    for split in ("valid", "test"):
+        examples = eval_examples(data, split, REC)
+        block[split] = {REC: full_ranking_metrics(scorer, data, examples)} if not examples.empty else {}
+    return block

@@ -2,7 +2,9 @@
 
 Each RUN_DIR holds a ``metrics.json`` from ``gensar pipeline``/``evaluate`` (GenSAR runs),
 ``gensar baseline`` or ``gensar sasrec``; all of them carry ``{split: {behavior: metrics}}``
-(SASRec's flat ``{split: metrics}`` is read as the rec task).
+(SASRec's flat ``{split: metrics}`` is read as the rec task). A ``"full_ranking": {split: {behavior:
+metrics}}`` block (``--full-ranking`` of ``gensar baseline``/``sasrec``) adds a second table of the
+whole-catalog recall/ndcg@5/10/20 next to the sampled one.
 
 Runs on the same data whose configs are equal up to keys named ``seed`` are one method: the table
 shows their mean ± sample standard deviation, and the number of seeds.
@@ -19,11 +21,13 @@ from pathlib import Path
 from gensar.config import from_dict, read_yaml, to_dict
 from gensar.errors import ConfigError, GensarError
 from gensar.io import atomic_dir
+from gensar.metrics import FULL_METRIC_KEYS as FULL_METRICS
 from gensar.metrics import METRIC_KEYS as METRICS
 
 
 def read_run(path: str | Path) -> dict:
-    """``{"name", "path", "metrics": {split: {behavior: {...}}}, "data", "config"}`` of one run."""
+    """``{"name", "path", "metrics": {split: {behavior: {...}}}, "full_ranking": {same shape}, "data",
+    "config"}`` of one run."""
     path = Path(path)
     file = path / "metrics.json" if path.is_dir() else path
     if not file.is_file():
@@ -39,7 +43,13 @@ def read_run(path: str | Path) -> dict:
             continue
         metrics[split] = {"rec": block} if "hr@10" in block else {
             b: m for b, m in block.items() if isinstance(m, dict) and "hr@10" in m}
-    if not metrics:
+    full = {}
+    block = raw.get("full_ranking")
+    for split in ("valid", "test"):
+        per_split = block.get(split) if isinstance(block, dict) else None
+        if isinstance(per_split, dict):
+            full[split] = {b: m for b, m in per_split.items() if isinstance(m, dict) and "recall@10" in m}
+    if not metrics and not any(full.values()):
         raise GensarError(f"{file}: no valid/test metrics found")
     run_dir = file.parent
     data = None
@@ -47,6 +57,7 @@ def read_run(path: str | Path) -> dict:
         data = json.loads((run_dir / "data" / "manifest.json").read_text(encoding="utf-8")).get("source")
     config = next((str(run_dir / c) for c in ("pipeline.yaml", "config.yaml") if (run_dir / c).is_file()), None)
     return {"name": raw.get("label") or run_dir.name, "path": str(run_dir), "metrics": metrics,
+            "full_ranking": full,
             "data": data or raw.get("data"), "config": config, "train_seconds": _train_seconds(run_dir, raw)}
 
 
@@ -93,19 +104,26 @@ def group_runs(runs: list[dict]) -> list[dict]:
     for members in groups.values():
         first = members[0]
         name = first["name"] if len(members) == 1 else re.sub(r"[-_](s|seed)\d+$", "", first["name"])
-        metrics: dict = {}
-        for split in ("valid", "test"):
-            for behavior in ("rec", "search"):
-                blocks = [m["metrics"].get(split, {}).get(behavior) for m in members]
-                if any(b is None for b in blocks):
-                    continue
-                metrics.setdefault(split, {})[behavior] = {
-                    k: _mean_std([b[k] for b in blocks]) for k in METRICS}
+        metrics = _merged([m["metrics"] for m in members], METRICS)
+        full = _merged([m.get("full_ranking", {}) for m in members], FULL_METRICS)
         times = [m["train_seconds"] for m in members if m["train_seconds"] is not None]
         rows.append({"name": name, "seeds": len(members), "runs": [m["path"] for m in members],
-                     "data": first["data"], "config": first["config"], "metrics": metrics,
+                     "data": first["data"], "config": first["config"], "metrics": metrics, "full_ranking": full,
                      "train_seconds": _mean_std(times) if times else None})
     return rows
+
+
+def _merged(per_run: list[dict], keys: tuple[str, ...]) -> dict:
+    """``{split: {behavior: {key: mean/std}}}`` where every run has that split and behavior."""
+    out: dict = {}
+    for split in ("valid", "test"):
+        for behavior in ("rec", "search"):
+            blocks = [m.get(split, {}).get(behavior) for m in per_run]
+            if any(b is None for b in blocks):
+                continue
+            out.setdefault(split, {})[behavior] = {k: _mean_std([b[k] for b in blocks]) for k in keys
+                                              if all(k in b for b in blocks)}
+    return out
 
 
 def _mean_std(values: list[float]) -> dict:
@@ -121,16 +139,18 @@ def _cell(stat: dict | None, digits: int = 4) -> str:
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
-def markdown_table(rows: list[dict], split: str) -> str:
-    """One line per method (from ``group_runs``): metrics for both tasks, seeds, training minutes."""
-    head = "| method | seeds | " + " | ".join(f"rec {m}" for m in METRICS) + " | " + \
-        " | ".join(f"search {m}" for m in METRICS) + " | train min |"
-    lines = [head, "|" + "---|" * (3 + 2 * len(METRICS))]
+def markdown_table(rows: list[dict], split: str, block: str = "metrics") -> str:
+    """One line per method (from ``group_runs``): metrics for both tasks, seeds, training minutes.
+    ``block="full_ranking"``: the whole-catalog metrics instead of the sampled ones."""
+    keys = FULL_METRICS if block == "full_ranking" else METRICS
+    head = "| method | seeds | " + " | ".join(f"rec {m}" for m in keys) + " | " + \
+        " | ".join(f"search {m}" for m in keys) + " | train min |"
+    lines = [head, "|" + "---|" * (3 + 2 * len(keys))]
     for row in rows:
         cells = []
         for behavior in ("rec", "search"):
-            m = row["metrics"].get(split, {}).get(behavior)
-            cells += [_cell(m[k] if m else None) for k in METRICS]
+            m = row.get(block, {}).get(split, {}).get(behavior)
+            cells += [_cell(m.get(k) if m else None) for k in keys]
         t = row["train_seconds"]
         minutes = None if t is None else {"mean": t["mean"] / 60, "std": t["std"] / 60, "n": t["n"]}
         lines.append(f"| {row['name']} | {row['seeds']} | " + " | ".join(cells) + f" | {_cell(minutes, 1)} |")
@@ -191,7 +211,12 @@ def write_report(paths: list[str], out: str | Path, split: str = "test", overwri
     with atomic_dir(out, overwrite=overwrite) as tmp:
         lines = ["# gensar report", "", (f"Split: **{split}** (sampled protocol: target + 99 candidates). "
                                           "Several seeds: mean ± sample standard deviation."), "",
-                 markdown_table(rows, split), "", "![trade-off](tradeoff.png)", "", "## Runs", ""]
+                 markdown_table(rows, split), ""]
+        if any(row["full_ranking"].get(split) for row in rows):
+            lines += ["## Whole catalog", "", ("Every item ranked (`--full-ranking`): Recall/NDCG@5/10/20, "
+                                                "pessimistic ties; – = not measured."), "",
+                      markdown_table(rows, split, "full_ranking"), ""]
+        lines += ["![trade-off](tradeoff.png)", "", "## Runs", ""]
         for row in rows:
             paths_md = ", ".join(f"`{p}`" for p in row["runs"])
             lines.append(f"- **{row['name']}**: {paths_md}; data: {row['data'] or 'n/a'}; "
