@@ -18,13 +18,14 @@ def test_evaluate_scores_hand_computed():
     scores = np.array([
         [0.9, 0.1, 0.2, 0.3],  # target first -> rank 0
         [0.5, 0.7, 0.1, 99.0],  # one better; the padding column never counts -> rank 1
-        [0.4, 0.4, 0.4, 0.4],  # all tied -> pessimistic rank 3
+        [0.4, 0.4, 0.4, 0.4],  # all tied -> rank uniform on 0..3 (tie-aware expectation)
     ])
     m = evaluate_scores(scores, cands)
     assert m["n"] == 3
-    assert m["hr@1"] == pytest.approx(1 / 3)
+    assert m["hr@1"] == pytest.approx((1 + 0 + 1 / 4) / 3)
     assert m["hr@5"] == pytest.approx(1.0)
-    assert m["ndcg@5"] == pytest.approx((1 + 1 / np.log2(3) + 1 / np.log2(5)) / 3)
+    tied = (1 + 1 / np.log2(3) + 1 / np.log2(4) + 1 / np.log2(5)) / 4
+    assert m["ndcg@5"] == pytest.approx((1 + 1 / np.log2(3) + tied) / 3)
 
 
 def test_popularity_counts_only_training_events():

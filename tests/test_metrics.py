@@ -116,3 +116,30 @@ def test_metric_keys_are_what_summarize_returns():
     import gensar.eval.metrics as old_path  # the re-export shim keeps the old import path working
 
     assert old_path.summarize is summarize
+
+
+def test_tie_aware_metrics_by_hand():
+    from gensar.metrics import expected_hit_rate, expected_ndcg, full_ranking_tied, summarize_tied, tied_ranks
+
+    # row 0: target (col 0) = 2.0, one item above (3.0), two others tied at 2.0 -> rank uniform on 1..3
+    # row 1: nothing ties, target first; row 2: target -inf (not retrieved)
+    s = np.array([[2.0, 3.0, 2.0, 2.0, 1.0], [5.0, 1.0, 0.0, 0.0, 0.0], [-np.inf, 0.0, 0.0, 0.0, 0.0]])
+    better, ties = tied_ranks(s, np.array([0, 0, 0]))
+    np.testing.assert_array_equal(better, [1.0, 0.0, np.inf])
+    np.testing.assert_array_equal(ties, [2.0, 0.0, 0.0])
+    # HR@2: row 0 hits at rank 1 only (1 of 3 orders) -> 1/3; row 1 -> 1; row 2 -> 0
+    assert expected_hit_rate(better, ties, 2) == pytest.approx((1 / 3 + 1 + 0) / 3)
+    # NDCG@3: row 0 = (1/log2(3) + 1/log2(4)) / 3; row 1 = 1
+    assert expected_ndcg(better, ties, 3) == pytest.approx(((1 / np.log2(3) + 0.5) / 3 + 1) / 3)
+    # without ties the expectations equal the plain metrics of rank_of_target
+    r = np.array([[0.3, 0.9, 0.1], [0.8, 0.2, 0.5]])
+    b0, e0 = tied_ranks(r, np.array([0, 0]))
+    assert summarize_tied(b0, e0) == summarize(rank_of_target(r, np.array([0, 0])))
+    assert full_ranking_tied(b0, e0)["recall@5"] == 1.0
+
+
+def test_constant_scorer_gets_chance_level_when_tie_aware():
+    from gensar.metrics import expected_hit_rate, tied_ranks
+
+    better, ties = tied_ranks(np.zeros((4, 100)), np.zeros(4, dtype=np.int64))
+    assert expected_hit_rate(better, ties, 10) == pytest.approx(0.10)

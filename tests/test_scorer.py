@@ -104,16 +104,16 @@ def test_full_ranking_metrics_hand_computed(data):
     rows[0, targets[0]] = 1.0  # strictly best: rank 0
     rows[1, :3] = 2.0  # 3 items above the target (at 0.5): rank 3, unless the target is among them
     rows[1, targets[1]] = 0.5
-    rows[2] = 1.0  # every item ties: pessimistic rank n_items - 1
+    rows[2] = 1.0  # every item ties: rank uniform on 0..n_items-1 (tie-aware expectation)
     rows[3, targets[3]] = -np.inf  # cannot be scored: never retrieved
-    expected_ranks = [0, 3 - sum(t < 3 for t in [targets[1]]), n_items - 1, np.inf]
+    plain = [0, 3 - sum(t < 3 for t in [targets[1]]), np.inf]  # rows 0, 1, 3
     m = full_ranking_metrics(_Fixed(rows), data, ex, batch_size=3)
-    hits = [[r < k for r in expected_ranks] for k in (5, 10, 20)]
     assert m["n"] == 4
-    assert m["recall@5"] == pytest.approx(sum(hits[0]) / 4)
-    assert m["recall@20"] == pytest.approx(sum(hits[2]) / 4)
-    gains = [1 / np.log2(r + 2) if r < 10 else 0.0 for r in expected_ranks]
-    assert m["ndcg@10"] == pytest.approx(sum(gains) / 4)
+    for k in (5, 20):
+        assert m[f"recall@{k}"] == pytest.approx((sum(r < k for r in plain) + k / n_items) / 4)
+    tied_ndcg = sum(1 / np.log2(r + 2) for r in range(10)) / n_items
+    gains = [1 / np.log2(r + 2) if r < 10 else 0.0 for r in plain]
+    assert m["ndcg@10"] == pytest.approx((sum(gains) + tied_ndcg) / 4)
 
 
 def test_requests_carry_every_earlier_click_and_no_query_for_rec(data):

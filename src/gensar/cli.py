@@ -123,8 +123,10 @@ def _add_train(sub: argparse._SubParsersAction) -> Handler:
 
 def _serve_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory (gensar pipeline): data/, ids/, model/")
-    p.add_argument("--engine", default="generative", choices=["generative", "fake"],
-                   help="generative: the trained model (default); fake: popularity + word overlap, needs only "
+    p.add_argument("--engine", default="auto", choices=["auto", "hybrid", "generative", "fake"],
+                   help="hybrid: generative beam + BM25/dense/SASRec candidates, fused (the pipeline's "
+                        "hybrid stage); generative: the trained model's beam alone; auto (default): hybrid "
+                        "when the run has it, else generative; fake: popularity + word overlap, needs only "
                         "RUN_DIR/data (for trying the API, and for tests)")
     p.add_argument("--events-log", default=None, help="live events log (default: RUN_DIR/live_events.jsonl)")
     p.add_argument("--beam-size", type=int, default=30, help="beam width (widened to k when k is larger)")

@@ -34,7 +34,7 @@ def cli_serve(args: argparse.Namespace) -> int:
     from gensar.serve.service import Service
 
     cfg = _serve_config(args)
-    if cfg.engine == "generative":
+    if cfg.engine != "fake":
         _prepare_generative(args)
     sock = _listen(args.host, args.port)  # bind first: a busy port is a one-line error, not a traceback
     try:
@@ -103,7 +103,7 @@ def _serve_config(args: argparse.Namespace):
 def _open(args: argparse.Namespace):
     from gensar.serve.service import Service
 
-    if args.engine == "generative":
+    if args.engine != "fake":
         _prepare_generative(args)
     return Service.open(args.run_dir, _serve_config(args), events_log=args.events_log, writable=False)
 

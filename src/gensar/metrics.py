@@ -10,6 +10,18 @@ it is [B, R], padded with ``np.nan`` where an example has fewer than R relevant 
                 IDCG = sum_{i < min(k, n_relevant)} 1 / log2(i + 2)   (= 1 for one relevant item)
     Recall@k  = mean_b |relevant with rank < k| / n_relevant_b
 
+Tied scores. A scorer that gives several items the target's exact score (BM25 on short texts,
+popularity, a boolean match) does not order them; the pessimistic rank (``rank_of_target``) puts
+the target last among them, which understates such a scorer by a lot on the whole catalog. The
+tie-aware metrics (McSherry & Najork, ECIR 2008) take the expectation over a uniformly random
+order of the tied items instead: with ``g`` items scoring strictly higher and ``e`` others equal,
+the rank is uniform on ``g .. g + e``, so
+
+    E[HR@k]   = clip(k - g, 0, e + 1) / (e + 1)
+    E[NDCG@k] = (D(min(g + e + 1, k)) - D(min(g, k))) / (e + 1),  D(n) = sum_{r < n} 1 / log2(r + 2)
+
+equal to the plain metrics when nothing ties, and fair to a constant scorer (it gets chance level).
+
 A leaf module (numpy and ``gensar.errors`` only) that every layer may import. The metric names
 are defined here once: ``METRIC_KEYS`` (the paper's sampled protocol, what ``summarize`` returns)
 and ``FULL_KS`` (the full-ranking protocol's cutoffs).
@@ -26,7 +38,8 @@ from gensar.errors import GensarError
 
 __all__ = [
     "FULL_KS", "FULL_METRIC_KEYS", "HR_KS", "METRIC_KEYS", "NDCG_KS", "MetricKey", "hit_rate_at_k", "ndcg_at_k",
-    "rank_from_retrieved", "rank_of_target", "recall_at_k", "summarize",
+    "rank_from_retrieved", "rank_of_target", "recall_at_k", "summarize", "tied_ranks", "expected_hit_rate", "expected_ndcg",
+    "summarize_tied", "full_ranking_tied",
 ]
 
 HR_KS = (1, 5, 10)  # the paper's sampled protocol: HR@1/5/10 and NDCG@5/10
@@ -78,6 +91,62 @@ def rank_of_target(scores: np.ndarray, target_index: np.ndarray) -> np.ndarray:
     target = s[np.arange(len(t)), t][:, None]  # [B, 1]
     rank = (s >= target).sum(axis=1) - 1.0  # NaN compares False, so NaN scores never outrank
     return np.where(target[:, 0] > -np.inf, rank, np.inf)  # False for -inf and NaN
+
+
+def tied_ranks(scores: np.ndarray, target_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(``better`` [B], ``ties`` [B]): items scoring strictly above the target, and other items scoring
+    the same. A target scoring -inf or NaN was not retrieved: ``better`` = inf, ``ties`` = 0."""
+    s = np.asarray(scores, dtype=np.float64)
+    t = np.asarray(target_index, dtype=np.int64).reshape(-1)
+    if s.ndim != 2 or s.shape[0] != t.shape[0]:
+        raise GensarError(f"scores must be [B, N] with B = {t.shape[0]} targets, got shape {s.shape}")
+    if t.size and (t.min() < 0 or t.max() >= s.shape[1]):
+        raise GensarError(f"target index out of range [0, {s.shape[1]})")
+    target = s[np.arange(len(t)), t][:, None]  # [B, 1]
+    found = target[:, 0] > -np.inf  # False for -inf and NaN
+    better = (s > target).sum(axis=1).astype(np.float64)
+    ties = ((s == target).sum(axis=1) - 1).astype(np.float64)
+    return np.where(found, better, np.inf), np.where(found, ties, 0.0)
+
+
+def expected_hit_rate(better: np.ndarray, ties: np.ndarray, k: int) -> float:
+    """Mean E[HR@k] under a random order of tied items (see the module doc)."""
+    g, e = _tied(better, ties, k)
+    return float((np.clip(k - g, 0.0, e + 1.0) / (e + 1.0)).mean())
+
+
+def expected_ndcg(better: np.ndarray, ties: np.ndarray, k: int) -> float:
+    """Mean E[NDCG@k] (one relevant item) under a random order of tied items."""
+    g, e = _tied(better, ties, k)
+    cum = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))])  # D(0..k)
+    hi = np.minimum(g + e + 1.0, k).astype(np.int64)
+    lo = np.minimum(g, k).astype(np.int64)
+    return float(((cum[hi] - cum[lo]) / (e + 1.0)).mean())
+
+
+def summarize_tied(better: np.ndarray, ties: np.ndarray, ks: Sequence[int] = HR_KS,
+                   ndcg_ks: Sequence[int] = NDCG_KS) -> dict[str, float]:
+    """``summarize`` with tie-aware expectations: the keys of ``METRIC_KEYS``."""
+    out = {f"hr@{k}": expected_hit_rate(better, ties, k) for k in ks}
+    return out | {f"ndcg@{k}": expected_ndcg(better, ties, k) for k in ndcg_ks}
+
+
+def full_ranking_tied(better: np.ndarray, ties: np.ndarray, ks: Sequence[int] = FULL_KS) -> dict[str, float]:
+    """Whole-catalog ``FULL_METRIC_KEYS`` (recall = hit rate for one relevant item), tie-aware."""
+    out = {f"recall@{k}": expected_hit_rate(better, ties, k) for k in ks}
+    return out | {f"ndcg@{k}": expected_ndcg(better, ties, k) for k in ks}
+
+
+def _tied(better: np.ndarray, ties: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    if int(k) != k or k < 1:
+        raise GensarError(f"k must be a positive integer, got {k}")
+    g = np.asarray(better, dtype=np.float64).reshape(-1)
+    e = np.asarray(ties, dtype=np.float64).reshape(-1)
+    if g.shape != e.shape or g.size == 0:
+        raise GensarError(f"better and ties must be equal non-empty [B] arrays, got {g.shape} and {e.shape}")
+    if (g < 0).any() or (e < 0).any():
+        raise GensarError("better and ties must be >= 0")
+    return np.where(np.isinf(g), float(k), g), np.where(np.isinf(g), 0.0, e)
 
 
 def rank_from_retrieved(retrieved_items: np.ndarray, targets: np.ndarray) -> np.ndarray:

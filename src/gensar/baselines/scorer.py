@@ -5,9 +5,12 @@ matrix [B, n_items], higher = better. Both evaluation protocols read that one ma
 
 sampled       each example's saved candidate list (target + 99) gathered from it
               (``candidate_scores``), so the paper-protocol figures are the full scores' restriction;
-full ranking  the target's rank among every item (``full_ranking_metrics``): pessimistic ties (every
-              item scoring >= the target is placed before it, as ``rank_of_target``), history items
-              not masked, keys recall/ndcg@5/10/20 as ``gensar evaluate --full-ranking``.
+full ranking  the target's rank among every item (``full_ranking_metrics``), history items not
+              masked, keys recall/ndcg@5/10/20 as ``gensar evaluate --full-ranking``.
+
+Both count tied scores tie-aware (the expectation over a random order of the tied items,
+``gensar.metrics.tied_ranks``): BM25 and popularity tie often, and placing the target last among
+its ties would understate them against the generative model, whose scores never tie.
 
 Batches are scored one at a time, so nothing ever holds [n_examples, n_items].
 """
@@ -28,7 +31,7 @@ from gensar.data.schema import REC
 from gensar.embed.collaborative import load_sasrec, pad_histories
 from gensar.embed.sasrec import SASRec
 from gensar.errors import GensarError
-from gensar.metrics import FULL_KS, ndcg_at_k, rank_of_target, recall_at_k, summarize
+from gensar.metrics import full_ranking_tied, summarize_tied, tied_ranks
 
 BATCH_SIZE = 256
 
@@ -100,10 +103,9 @@ def _gather(full: np.ndarray, cands: np.ndarray) -> np.ndarray:
     return np.where(cands >= 0, np.take_along_axis(full, np.maximum(cands, 0), axis=1), -np.inf)
 
 
-def full_metrics(ranks: np.ndarray) -> dict[str, float]:
-    """recall@5/10/20, ndcg@5/10/20 and n of whole-catalog ranks."""
-    out = {f"recall@{k}": recall_at_k(ranks, k) for k in FULL_KS}
-    return out | {f"ndcg@{k}": ndcg_at_k(ranks, k) for k in FULL_KS} | {"n": len(ranks)}
+def full_metrics(better: np.ndarray, ties: np.ndarray) -> dict[str, float]:
+    """recall@5/10/20, ndcg@5/10/20 (tie-aware) and n of whole-catalog ranks."""
+    return full_ranking_tied(better, ties) | {"n": len(better)}
 
 
 def full_ranking_metrics(scorer: Scorer, data: PreparedData, examples: pd.DataFrame,
@@ -121,19 +123,19 @@ def evaluate_scorer(scorer: Scorer, data: PreparedData, examples: pd.DataFrame, 
     requests = requests_for(data, examples)
     targets = example_targets(data, examples)
     gathered = None if candidates is None else np.full(candidates.shape, -np.inf)  # [n, C]
-    ranks = np.empty(len(requests))
+    better, ties = np.empty(len(requests)), np.empty(len(requests))
     for lo in range(0, len(requests), batch_size):
         full = scorer.scores(requests[lo : lo + batch_size])  # [B, n_items]
         hi = lo + len(full)
         if gathered is not None:
             gathered[lo:hi] = _gather(full, candidates[lo:hi])
         if full_ranking:
-            ranks[lo:hi] = rank_of_target(full, targets[lo:hi])
+            better[lo:hi], ties[lo:hi] = tied_ranks(full, targets[lo:hi])
     sampled = None
     if gathered is not None:
-        ranks_sampled = rank_of_target(gathered, np.zeros(len(gathered), dtype=np.int64))  # target = column 0
-        sampled = summarize(ranks_sampled) | {"n": len(gathered)}
-    return sampled, (full_metrics(ranks) if full_ranking else None)
+        g, e = tied_ranks(gathered, np.zeros(len(gathered), dtype=np.int64))  # target = column 0
+        sampled = summarize_tied(g, e) | {"n": len(gathered)}
+    return sampled, (full_metrics(better, ties) if full_ranking else None)
 
 
 # ---- construction ----------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from gensar.data.prepared import PreparedData
-from gensar.metrics import rank_of_target, summarize
+from gensar.metrics import summarize_tied, tied_ranks
 
 
 def eval_examples(data: PreparedData, split: str, behavior: str, limit: int | None = None) -> pd.DataFrame:
@@ -41,5 +41,5 @@ def evaluate_scores(scores: np.ndarray, candidates: np.ndarray) -> dict[str, flo
     if scores.shape != candidates.shape:
         raise ValueError(f"scores {scores.shape} do not match candidates {candidates.shape}")
     scores = np.where(candidates >= 0, scores, -np.inf)  # [n, C]
-    ranks = rank_of_target(scores, np.zeros(len(scores), dtype=np.int64))  # [n]
-    return summarize(ranks) | {"n": len(ranks)}
+    better, ties = tied_ranks(scores, np.zeros(len(scores), dtype=np.int64))  # [n] each
+    return summarize_tied(better, ties) | {"n": len(better)}

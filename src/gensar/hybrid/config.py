@@ -25,7 +25,7 @@ class HybridConfig:
     l2: float = 1e-2  # ridge penalty of the fusion weights (features are standardized)
     folds: int = 2  # cross-validation folds over the valid split for the reported valid figures
     batch_size: int = 32  # requests scored together
-    candidate_chunk: int = 64  # candidates per decoder pass when scoring identifiers exactly
+    candidate_chunk: int = 256  # candidates per decoder pass when scoring identifiers exactly (bounds memory)
 
     def validate(self) -> None:
         require(self.beam_size >= 1, "hybrid.beam_size", "must be >= 1")

@@ -27,7 +27,7 @@ from gensar.data.prepared import PreparedData
 from gensar.eval.candidates import candidate_matrix, eval_examples
 from gensar.hybrid.fusion import LinearFusion, fit_fusion, target_columns
 from gensar.hybrid.ranker import Candidates, HybridRanker
-from gensar.metrics import FULL_KS, ndcg_at_k, rank_of_target, recall_at_k, summarize
+from gensar.metrics import full_ranking_tied, summarize_tied, tied_ranks
 from gensar.model.scoring import pad_batch
 from gensar.model.tasks import SampleEncoder, example_samples
 
@@ -71,25 +71,27 @@ def _concat(parts: Sequence[Candidates]) -> Candidates:
     n_feat = parts[0].features.shape[2]
     items = np.concatenate([np.pad(p.items, ((0, 0), (0, width - p.items.shape[1])), constant_values=-1)
                             for p in parts])
+    pinned = np.concatenate([np.pad(p.pinned, ((0, 0), (0, width - p.items.shape[1]))) for p in parts])
     feats = np.concatenate([np.pad(p.features, ((0, 0), (0, width - p.items.shape[1]), (0, 0)))
                             for p in parts])
     assert feats.shape[2] == n_feat
-    return Candidates(items=items, features=feats)
+    return Candidates(items=items, features=feats, pinned=pinned)
 
 
-def ranks(scores: np.ndarray, target_col: np.ndarray) -> np.ndarray:
-    """Pessimistic 0-based rank of each target among its candidates' scores [n, C]; inf when absent."""
+Ranks = tuple[np.ndarray, np.ndarray]  # (better [n], ties [n]) as gensar.metrics.tied_ranks
+
+
+def ranks(scores: np.ndarray, target_col: np.ndarray) -> Ranks:
+    """Tie-aware ranks of each target among its candidates' scores [n, C]; not ranked when absent."""
     found = target_col >= 0
-    out = np.full(len(target_col), np.inf)
+    better, ties = np.full(len(target_col), np.inf), np.zeros(len(target_col))
     if found.any():
-        out[found] = rank_of_target(scores[found], target_col[found])
-    return out
+        better[found], ties[found] = tied_ranks(scores[found], target_col[found])
+    return better, ties
 
 
-def protocol_metrics(r: np.ndarray, protocol: HybridProtocol) -> dict[str, float]:
-    if protocol == "sampled":
-        return summarize(r)
-    return {f"recall@{k}": recall_at_k(r, k) for k in FULL_KS} | {f"ndcg@{k}": ndcg_at_k(r, k) for k in FULL_KS}
+def protocol_metrics(r: Ranks, protocol: HybridProtocol) -> dict[str, float]:
+    return summarize_tied(*r) if protocol == "sampled" else full_ranking_tied(*r)
 
 
 def fit(names: Sequence[str], valid: Collected, l2: float) -> LinearFusion:
@@ -97,22 +99,22 @@ def fit(names: Sequence[str], valid: Collected, l2: float) -> LinearFusion:
     return fit_fusion(names, c.features, c.valid, valid.target_col, l2)
 
 
-def cross_validated_ranks(names: Sequence[str], valid: Collected, l2: float, folds: int) -> np.ndarray:
+def cross_validated_ranks(names: Sequence[str], valid: Collected, l2: float, folds: int) -> Ranks:
     """Ranks of the valid examples, each fold scored by a fusion fitted on the other folds."""
     n = len(valid.target_col)
     fold_of = np.arange(n) % folds  # examples are in example-id order: interleave, no seed needed
-    out = np.full(n, np.inf)
+    better, ties = np.full(n, np.inf), np.zeros(n)
     c = valid.cands
     for f in range(folds):
         test, train = fold_of == f, fold_of != f
         if not (valid.target_col[train] >= 0).any():
             continue
         fusion = fit_fusion(names, c.features[train], c.valid[train], valid.target_col[train], l2)
-        out[test] = ranks(fusion.score(c.features[test], c.valid[test]), valid.target_col[test])
-    return out
+        better[test], ties[test] = ranks(fusion.score(c.features[test], c.valid[test]), valid.target_col[test])
+    return better, ties
 
 
-def feature_ranks(collected: Collected, column: int) -> np.ndarray:
+def feature_ranks(collected: Collected, column: int) -> Ranks:
     """Ranks by one feature alone (e.g. the generative log-probability), within the same candidates."""
     c = collected.cands
     return ranks(np.where(c.valid, c.features[..., column], -np.inf), collected.target_col)

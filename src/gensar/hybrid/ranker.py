@@ -10,6 +10,10 @@ For one batch of requests of one behavior:
 2. features: the exact generative log-probability of every candidate (not only the beam's) and
    each scorer's normalized score (``gensar.hybrid.features``).
 3. order: ``LinearFusion`` per behavior. Items outside the union are not ranked.
+
+One rule sits above the fusion: a search whose query is exactly an item's title (case and
+punctuation aside) shows that item first. A user who types a title means that item, and semi-
+synthetic training queries (category words) never teach the fusion so.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 import torch
 
 from gensar.baselines.scorer import Request, Scorer
+from gensar.data.queries import words
 from gensar.errors import GensarError
 from gensar.hybrid.config import HybridConfig
 from gensar.hybrid.features import feature_names, gather, normalizer, seen_feature, top_rows, union_candidates
@@ -28,10 +33,18 @@ from gensar.hybrid.fusion import LinearFusion
 from gensar.hybrid.generative import GenerativeScorer
 
 
+PIN_BONUS = 1e6  # above any fused score: exact-title matches first, in fused order among themselves
+
+
+def title_key(text: str) -> str:
+    return " ".join(words(text))
+
+
 @dataclass(frozen=True)
 class Candidates:
     items: np.ndarray  # [B, C] item rows, -1 pads
     features: np.ndarray  # [B, C, F] float64, in ``feature_names`` order
+    pinned: np.ndarray  # [B, C] bool: the query names this item's title exactly
 
     @property
     def valid(self) -> np.ndarray:
@@ -40,7 +53,7 @@ class Candidates:
 
 class HybridRanker:
     def __init__(self, cfg: HybridConfig, generative: GenerativeScorer, scorers: Mapping[str, Scorer],
-                 fusions: Mapping[str, LinearFusion] | None = None) -> None:
+                 fusions: Mapping[str, LinearFusion] | None = None, titles: Sequence[str] = ()) -> None:
         for behavior in ("rec", "search"):
             missing = [s for s in cfg.scorers(behavior) if s not in scorers]
             if missing:
@@ -49,6 +62,11 @@ class HybridRanker:
         self.generative = generative
         self.scorers = scorers
         self.fusions = dict(fusions or {})
+        self.by_title: dict[str, list[int]] = {}
+        for row, title in enumerate(titles):
+            key = title_key(title)
+            if key:
+                self.by_title.setdefault(key, []).append(row)
 
     def feature_names(self, behavior: str) -> tuple[str, ...]:
         return feature_names(self.cfg.scorers(behavior))
@@ -61,6 +79,8 @@ class HybridRanker:
         if given is None:
             proposals = [self.generative.propose(behavior, inputs, self.cfg.beam_size)]
             proposals += [top_rows(catalog[name], self.cfg.depth) for name in self.cfg.proposers(behavior)]
+            if behavior == "search":
+                proposals.append(self._title_rows(requests))
             items = union_candidates(proposals)
         else:
             items = np.asarray(given, dtype=np.int64)
@@ -69,7 +89,19 @@ class HybridRanker:
         cols.append(seen_feature([r.history for r in requests], items))
         feats = np.stack(cols, axis=-1)  # [B, C, F]
         feats = np.where((items >= 0)[..., None], feats, 0.0)
-        return Candidates(items=items, features=feats)
+        pinned = np.zeros(items.shape, dtype=bool)
+        if behavior == "search" and self.by_title:
+            exact = self._title_rows(requests)  # [B, T]
+            pinned = (items[:, :, None] == exact[:, None, :]).any(axis=2) & (items >= 0)
+        return Candidates(items=items, features=feats, pinned=pinned)
+
+    def _title_rows(self, requests: Sequence[Request]) -> np.ndarray:
+        """[B, T] rows of the items whose title is each request's query (-1 pads)."""
+        rows = [self.by_title.get(title_key(r.query), []) for r in requests]
+        out = np.full((len(rows), max([1] + [len(r) for r in rows])), -1, dtype=np.int64)
+        for b, r in enumerate(rows):
+            out[b, : len(r)] = r
+        return out
 
     def fused(self, behavior: str, cands: Candidates) -> np.ndarray:
         """[B, C] fused scores (-inf at pads)."""
@@ -79,7 +111,7 @@ class HybridRanker:
         if fusion.features != self.feature_names(behavior):
             raise GensarError(f"hybrid {behavior}: the fusion was fitted on features {fusion.features}, "
                               f"the config gives {self.feature_names(behavior)}")
-        return fusion.score(cands.features, cands.valid)
+        return fusion.score(cands.features, cands.valid) + np.where(cands.pinned, PIN_BONUS, 0.0)
 
     def rank(self, behavior: str, cands: Candidates, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top ``k`` (item rows [B, k], fused scores [B, k]) per request, best first (-1 / -inf pads)."""

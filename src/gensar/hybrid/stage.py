@@ -80,7 +80,8 @@ def load_ranker(run_dir: Path, data: PreparedData, trained: TrainedModel, cfg: H
     hybrid = Path(run_dir) / HYBRID_DIR
     sasrec = load_sasrec_scorer(hybrid / "sasrec", data) if "sasrec" in cfg.rec_scorers else None
     scorers = build_scorers(cfg, data, sasrec, hybrid / "cache")
-    return HybridRanker(cfg, generative_scorer(trained, data), scorers, load_fusions(hybrid, protocol))
+    return HybridRanker(cfg, generative_scorer(trained, data), scorers, load_fusions(hybrid, protocol),
+                        titles=data.items["title"].tolist())
 
 
 def fit_hybrid(run_dir: str | Path, cfg: HybridConfig, sasrec_cfg: SASRecConfig, max_examples: int = 0,
@@ -99,7 +100,8 @@ def fit_hybrid(run_dir: str | Path, cfg: HybridConfig, sasrec_cfg: SASRecConfig,
             (tmp / "sasrec").mkdir()
             model.save(tmp / "sasrec" / "model.pt")
             sasrec = SASRecScorer(model.model)
-        ranker = HybridRanker(cfg, generative_scorer(trained, data), build_scorers(cfg, data, sasrec, tmp / "cache"))
+        ranker = HybridRanker(cfg, generative_scorer(trained, data), build_scorers(cfg, data, sasrec, tmp / "cache"),
+                              titles=data.items["title"].tolist())
         encoder = trained.encoder(data)
         fusions: dict[str, dict] = {}
         report: dict[str, dict] = {}
@@ -159,5 +161,5 @@ def evaluate_hybrid(run_dir: str | Path, cfg: HybridConfig, split: str, max_exam
             names = ranker.feature_names(behavior)
             parts = {name: protocol_metrics(feature_ranks(got, col), protocol) for col, name in enumerate(names)}
             out[protocol][behavior] = protocol_metrics(r, protocol) | {
-                "n": len(r), "target_in_candidates": float(np.mean(got.target_col >= 0)), "parts": parts}
+                "n": len(got.target_col), "target_in_candidates": float(np.mean(got.target_col >= 0)), "parts": parts}
     return out

@@ -12,7 +12,7 @@
 
 Inputs are rendered by ``gensar.model.encoder.SampleEncoder`` (the training code), so serving and
 training can never disagree on the prompt format. That encoder renders histories given as event
-ids of an events table; live events are not in the prepared tables, so ``_inputs`` puts each
+ids of an events table; live events are not in the prepared tables, so ``render`` puts each
 batch's histories into a small events table of their own (``SampleEncoder.for_events``). Every call decodes the whole
 batch in one encoder pass and one beam search (``gensar.decode.beam``).
 """
@@ -40,7 +40,19 @@ from gensar.model.tasks import (
     SampleEncoder,
     TaskConfig,
 )
+from gensar.model.trained import TrainedModel
 from gensar.serve.engine import History, RankedItem, RankedQuery
+
+
+def load_trained(run_dir: str | Path) -> TrainedModel:
+    """``RUN_DIR/model`` (weights, tokenizer, ``gensar_model.json``) with the item IDs it was trained
+    with (``model/item_ids.json``, else ``ids/item_ids.json``)."""
+    run_dir = Path(run_dir)
+    model_dir = run_dir / "model"
+    ids_path = model_dir / "item_ids.json"
+    if not ids_path.is_file():
+        ids_path = run_dir / "ids" / "item_ids.json"
+    return TrainedModel.load(model_dir, ids_path)
 
 
 class GenerativeEngine:
@@ -69,17 +81,12 @@ class GenerativeEngine:
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, data: PreparedData | None = None, beam_size: int = 30) -> GenerativeEngine:
-        """Load ``RUN_DIR/model`` (weights, tokenizer, ``gensar_model.json``) and the item IDs
-        (``model/item_ids.json``, the IDs it was trained with, else ``ids/item_ids.json``)."""
-        from gensar.model.trained import TrainedModel
-
         run_dir = Path(run_dir)
-        model_dir = run_dir / "model"
         data = data if data is not None else PreparedData.load(run_dir / "data")
-        ids_path = model_dir / "item_ids.json"
-        if not ids_path.is_file():
-            ids_path = run_dir / "ids" / "item_ids.json"
-        t = TrainedModel.load(model_dir, ids_path)
+        return cls.from_trained(load_trained(run_dir), data, beam_size)
+
+    @classmethod
+    def from_trained(cls, t: TrainedModel, data: PreparedData, beam_size: int = 30) -> GenerativeEngine:
         return cls(t.model, t.tokenizer, t.ids, data, t.config.tasks, t.config.train.max_input_len, beam_size)
 
     # ---- Engine ------------------------------------------------------------------------
@@ -114,14 +121,14 @@ class GenerativeEngine:
     def _beam(self, task: str, histories: Sequence[History], queries: Sequence[str], trie: IdTrie,
               prefix: list[int], k: int, beam_size: int | None = None) -> tuple[list[list[int]], list[list[float]]]:
         """Top ``k`` leaves of ``trie`` per example: (leaf indices [B][k], log-probabilities [B][k])."""
-        input_ids = self._inputs(task, histories, queries)  # [B, L]
+        input_ids = self.render(task, histories, queries)  # [B, L]
         k = min(k, trie.num_items)
         beam = max(beam_size if beam_size is not None else self.beam_size, k)
         ranked = constrained_beam_search(self.model, input_ids, input_ids != self.pad, trie, prefix,
                                          beam_size=beam, top_k=k)
         return ranked.items.tolist(), ranked.scores.tolist()  # [B, k] each
 
-    def _inputs(self, task: str, histories: Sequence[History], queries: Sequence[str]) -> torch.Tensor:
+    def render(self, task: str, histories: Sequence[History], queries: Sequence[str]) -> torch.Tensor:
         """Rendered inputs of the batch, right-padded: [B, L] int64."""
         events, samples = [], []
         for history, query in zip(histories, queries, strict=True):

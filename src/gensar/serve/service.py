@@ -43,13 +43,14 @@ from gensar.serve.schemas import (
     SuggestResponse,
 )
 
-EngineKind = Literal["generative", "fake"]
+# auto: the hybrid ranker when the run has one (RUN_DIR/hybrid/fusion.json), else the generative model
+EngineKind = Literal["auto", "hybrid", "generative", "fake"]
 FALLBACK_HISTORY = 50  # events per history when neither the config nor the prepared data says
 
 
 @dataclass(frozen=True)
 class ServeConfig:
-    engine: EngineKind = "generative"
+    engine: EngineKind = "auto"
     max_batch: int = 32  # requests decoded together
     max_wait_ms: float = 2.0  # how long a batch waits to fill
     # Newest events handed to the engine (it may keep fewer to fit its input length). None: the
@@ -94,9 +95,14 @@ class Service:
 
             engine: Engine = FakeEngine(data.items, data.events)
         else:
-            from gensar.serve.generative import GenerativeEngine
+            from gensar.serve.hybrid import HybridEngine, has_hybrid
 
-            engine = GenerativeEngine.from_run_dir(run_dir, data, beam_size=cfg.beam_size)
+            if cfg.engine == "hybrid" or (cfg.engine == "auto" and has_hybrid(run_dir)):
+                engine = HybridEngine.from_run_dir(run_dir, data, beam_size=cfg.beam_size)
+            else:
+                from gensar.serve.generative import GenerativeEngine
+
+                engine = GenerativeEngine.from_run_dir(run_dir, data, beam_size=cfg.beam_size)
         log_path = Path(events_log) if events_log is not None else run_dir / EVENTS_LOG_NAME
         known = data.item_index.__contains__
         if writable:

@@ -1,0 +1,78 @@
+"""The hybrid ranker as a serving ``Engine``: what ``/search`` and ``/recommend`` answer by default.
+
+Each batch is rendered exactly as the generative engine renders it (same prompts, same history
+window), then ``gensar.hybrid.HybridRanker`` proposes candidates (the generative beam, BM25 and
+dense retrieval for search, SASRec for recommendation), scores every candidate with every part and
+orders them by the fusion fitted on the valid split (``RUN_DIR/hybrid/fusion.json``). An item's
+score is its fused score. Query suggestions come from the generative model alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+from gensar.baselines.scorer import Request
+from gensar.config import load_config
+from gensar.data.prepared import PreparedData
+from gensar.data.schema import REC, SEARCH
+from gensar.errors import GensarError
+from gensar.hybrid.config import HybridConfig
+from gensar.hybrid.ranker import HybridRanker
+from gensar.hybrid.stage import FUSION_FILE, HYBRID_DIR, load_ranker
+from gensar.serve.engine import History, RankedItem, RankedQuery
+from gensar.serve.generative import GenerativeEngine, load_trained
+
+
+def has_hybrid(run_dir: str | Path) -> bool:
+    """Whether the run's hybrid stage fitted a ranker (it writes only its config when turned off)."""
+    return (Path(run_dir) / HYBRID_DIR / FUSION_FILE).is_file()
+
+
+class HybridEngine:
+    name = "hybrid"
+
+    def __init__(self, generative: GenerativeEngine, ranker: HybridRanker, item_index: dict[str, int]) -> None:
+        self.generative = generative
+        self.ranker = ranker
+        self.item_index = item_index
+        self.num_items = generative.num_items
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, data: PreparedData | None = None, beam_size: int = 30) -> HybridEngine:
+        run_dir = Path(run_dir)
+        if not has_hybrid(run_dir):
+            raise GensarError(f"{run_dir / HYBRID_DIR / FUSION_FILE}: missing (the run has no fitted hybrid "
+                              "ranker; rerun `gensar pipeline`, or serve with --engine generative)")
+        data = data if data is not None else PreparedData.load(run_dir / "data")
+        cfg = load_config(HybridConfig, run_dir / HYBRID_DIR / "config.yaml", [])
+        cfg = dataclasses.replace(cfg, beam_size=max(cfg.beam_size, beam_size))
+        trained = load_trained(run_dir)
+        generative = GenerativeEngine.from_trained(trained, data, beam_size=beam_size)
+        return cls(generative, load_ranker(run_dir, data, trained, cfg), data.item_index)
+
+    # ---- Engine ------------------------------------------------------------------------
+    def recommend(self, histories: Sequence[History], k: int) -> list[list[RankedItem]]:
+        return self._rank(REC, [""] * len(histories), histories, k)
+
+    def search(self, queries: Sequence[str], histories: Sequence[History], k: int) -> list[list[RankedItem]]:
+        if len(queries) != len(histories):
+            raise ValueError(f"{len(queries)} queries but {len(histories)} histories")
+        return self._rank(SEARCH, queries, histories, k)
+
+    def suggest_queries(self, histories: Sequence[History], k: int) -> list[list[RankedQuery]]:
+        return self.generative.suggest_queries(histories, k)
+
+    def _rank(self, behavior: str, queries: Sequence[str], histories: Sequence[History], k: int) -> list[list[RankedItem]]:
+        if not histories:
+            return []
+        inputs = self.generative.render(behavior, histories, queries)  # [B, L]
+        requests = [Request(q if behavior == SEARCH else "",
+                            tuple(self.item_index[i] for e in h for i in e.items if i in self.item_index))
+                    for q, h in zip(queries, histories, strict=True)]
+        cands = self.ranker.candidates(behavior, requests, inputs)
+        items, scores = self.ranker.rank(behavior, cands, k)
+        return [[RankedItem(int(i), float(s)) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
+                for row_i, row_s in zip(items, scores, strict=True)]
+
