@@ -44,7 +44,7 @@ GOOD_ITEMS = _jsonl([{"item_id": "a"}, {"item_id": "b"}])
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_round_trip_every_format(tmp_path, fmt):
     out = write_canonical(make_items(ITEMS), make_events(EVENTS), tmp_path / "d", fmt)
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"events.{fmt}", f"items.{fmt}"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([".gensar-run.json", f"events.{fmt}", f"items.{fmt}"])
     assert is_canonical(out)
     raw = read_canonical(out)
     assert raw.format == "canonical" and raw.source == str(out)
@@ -187,7 +187,7 @@ def test_write_refuses_what_it_cannot_represent(tmp_path):
     with pytest.raises(GensarError, match="not empty"):
         write_canonical(items, events, out, "jsonl")
     write_canonical(RawDataset(items, events, "x", "x"), None, out, "parquet", overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == ["events.parquet", "items.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [".gensar-run.json", "events.parquet", "items.parquet"]
     with pytest.raises(GensarError, match="unknown canonical format 'tsv'"):
         write_canonical(items, events, tmp_path / "t", "tsv")
 

@@ -140,7 +140,7 @@ def test_cli_synth(tmp_path, capsys):
             "--set", "max_events=12", "--seed", "2"]
     assert main(argv) == 0
     assert capsys.readouterr().out.startswith(f"wrote {out}: 150 items, 40 users, ")
-    assert sorted(p.name for p in out.iterdir()) == ["events.jsonl", "items.jsonl", "world.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".gensar-run.json", "events.jsonl", "items.jsonl", "world.json"]
     expected = generate_world(SynthConfig(n_users=40, n_items=150, n_groups=8, search_ratio=0.5, max_events=12,
                                           seed=2), progress=False)  # flags beat --config
     raw = read_canonical(out)

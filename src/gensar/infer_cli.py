@@ -167,8 +167,14 @@ def _run_batch(args: argparse.Namespace, cls: type[Req], answer: Callable[[objec
 
     from gensar.io import atomic_write_text
 
+    from gensar.ownership import refuse_output_over_input
+
     if args.out is None:
         raise GensarError("--batch needs --out FILE")
+    # outputs are checked before any decoding, not when the answers are ready to write
+    refuse_output_over_input([("--out", args.out)], [("--batch", args.batch), ("RUN_DIR", args.run_dir)])
+    if Path(args.out).is_dir():
+        raise GensarError(f"--out {args.out}: is a directory (expected the answers' file name)")
     requests = _read_requests(Path(args.batch), cls)  # all lines checked before any work
     service = _open(args)
     lines = []

@@ -5,28 +5,36 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gensar.errors import GensarError, InputError
+from gensar import locks
+from gensar.errors import InputError, OutputError
+from gensar.ownership import MARKER, is_ours, write_marker
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise OutputError(f"{path}: cannot write: {err.strerror or err}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(err, OSError):  # a full disk, a read-only file system: the user's to fix, one line
+            raise OutputError(f"{path}: cannot write: {err.strerror or err}") from None
         raise
 
 
@@ -38,39 +46,112 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def lock_file_of(out: Path) -> Path:
+    """The lock of output directory ``out``: a sibling, since ``atomic_dir`` replaces ``out`` itself."""
+    out = Path(os.path.abspath(out))
+    return out.parent / f".{out.name}.lock"
+
+
 def check_output_dir(out: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing non-empty directory unless ``overwrite``."""
+    """Claim output directory ``out`` for this process: lock it, then refuse to replace what is not ours.
+
+    An existing non-empty directory is refused unless it is ours (``ownership.is_ours``) *and*
+    ``overwrite`` is given. The lock (see ``gensar.locks``) is held until ``atomic_dir`` finishes or
+    the process ends, so a second writer of ``out`` fails at once naming this process's pid.
+    Temporaries of killed earlier writes of ``out`` are removed once the lock is held (a live
+    writer would hold the lock, so what matches our exact naming then is stale).
+    """
     out = Path(out)
-    if out.exists():
-        if not out.is_dir():
-            raise GensarError(f"{out}: output path exists and is not a directory")
-        if any(out.iterdir()) and not overwrite:
-            raise GensarError(f"{out}: output directory exists and is not empty (use --overwrite)")
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{out}: output path exists and is not a directory")
+    parent = Path(os.path.abspath(out)).parent
+    if not parent.exists():
+        try:
+            parent.mkdir(parents=True)
+        except OSError as err:
+            raise OutputError(f"{parent}: cannot create the output's parent directory: {err.strerror or err}") from None
+    try:
+        locks.hold(lock_file_of(out), out)
+    except OSError as err:
+        raise OutputError(f"{out}: cannot lock the output directory: {err.strerror or err}") from None
+    try:
+        if out.is_dir() and any(out.iterdir()):
+            if not is_ours(out):
+                raise OutputError(
+                    f"{out}: output directory exists, is not empty and was not written by gensar "
+                    f"(no {MARKER}); refusing to replace it, even with --overwrite"
+                )
+            if not overwrite:
+                raise OutputError(f"{out}: output directory exists and is not empty (use --overwrite)")
+        remove_stale_temporaries(out)
+    except BaseException:
+        locks.release(lock_file_of(out))
+        raise
     return out
 
 
+def remove_stale_temporaries(out: Path) -> None:
+    """Remove ``.OUT.XXXXXXXX.tmp`` directories (``atomic_dir``'s exact naming) next to ``out``.
+
+    Call only while holding ``out``'s lock: every writer of ``out`` holds it, so such a
+    directory then belongs to a writer that was killed.
+    """
+    absolute = Path(os.path.abspath(out))
+    pattern = re.compile(re.escape(f".{absolute.name}.") + r"[a-z0-9_]{8}" + re.escape(".tmp"))
+    if not absolute.parent.is_dir():
+        return
+    for entry in absolute.parent.iterdir():
+        if pattern.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
 @contextlib.contextmanager
-def atomic_dir(out: str | Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(out: str | Path, overwrite: bool = False, kind: str = "output") -> Iterator[Path]:
     """Yield a temporary sibling directory; on success it replaces ``out``.
 
-    On any exception the temporary directory is removed and ``out`` is untouched.
+    On any exception the temporary directory is removed and ``out`` is untouched. The new
+    directory carries our ownership marker (``kind`` names the command), so a later
+    ``--overwrite`` may replace it; the output's lock is released at the end.
     """
     out = check_output_dir(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+        absolute = Path(os.path.abspath(out))
+        try:
+            tmp = Path(tempfile.mkdtemp(dir=absolute.parent, prefix=f".{absolute.name}.", suffix=".tmp"))
+            write_marker(tmp, kind)
+        except OSError as err:
+            raise OutputError(f"{out}: cannot write: {err.strerror or err}") from None
+        try:
+            yield tmp
+            if absolute.exists():
+                old = absolute.with_name(f".{absolute.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(absolute, old)
+                os.replace(tmp, absolute)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, absolute)
+        except BaseException as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(err, OSError):
+                raise OutputError(f"{out}: cannot write: {err.strerror or err}") from None
+            raise
+    finally:
+        locks.release(lock_file_of(out))
+
+
+def ensure_owned_dir(out: str | Path, kind: str) -> Path:
+    """Create ``out`` (not atomically: for directories filled over time) and mark it ours if new."""
+    out = Path(out)
+    try:
+        if not out.exists():
+            out.mkdir(parents=True)
+            write_marker(out, kind)
+        elif not any(out.iterdir()):
+            write_marker(out, kind)
+    except OSError as err:
+        raise OutputError(f"{out}: cannot create the output directory: {err.strerror or err}") from None
+    return out
 
 
 def text_lines(data: bytes, path: str | Path) -> Iterator[tuple[int, str]]:

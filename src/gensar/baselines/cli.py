@@ -11,7 +11,8 @@ from gensar.data.prepared import PreparedData
 from gensar.data.schema import BEHAVIORS, SEARCH
 from gensar.errors import GensarError
 from gensar.eval.candidates import candidate_matrix, eval_examples, evaluate_scores
-from gensar.io import atomic_write_json, check_output_dir
+from gensar.io import atomic_write_json, check_output_dir, ensure_owned_dir
+from gensar.ownership import refuse_output_over_input
 
 # Which behaviors each baseline can rank: the search baselines need a query.
 BASELINES = {"popularity": BEHAVIORS, "bm25": (SEARCH,), "dense": (SEARCH,), "match-popularity": (SEARCH,)}
@@ -56,8 +57,10 @@ def _scores(name, data, examples, cands, cache_dir):
 
 
 def cli_baseline(args: argparse.Namespace) -> int:
+    refuse_output_over_input([("--out", args.out)], [("DATA", args.data_dir)])
     out = check_output_dir(args.out, args.overwrite)
     data = PreparedData.load(args.data_dir)
+    ensure_owned_dir(out, "baseline")
     result = run_baseline(args.name, data, cache_dir=out / "cache")
     atomic_write_json(out / "metrics.json", result)
     print(json.dumps({k: result[k] for k in ("valid", "test") if k in result}, indent=2))

@@ -414,7 +414,7 @@ def write_canonical(
     """
     items, events = _tables(raw_or_items, events)
     _check_format(fmt)
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, kind="canonical") as tmp:
         write_tables(items, events, tmp, fmt)
     return Path(out_dir)
 

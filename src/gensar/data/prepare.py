@@ -26,6 +26,7 @@ from gensar.data.schema import BEHAVIORS, SEARCH, RawDataset, validate
 from gensar.data.splits import leave_one_out
 from gensar.errors import GensarError
 from gensar.io import check_output_dir
+from gensar.ownership import refuse_output_over_input
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,8 @@ def cli_prepare(args: argparse.Namespace) -> int:
     from gensar.data.loaders import load_dataset
 
     cfg = config_from_args(args)
+    inputs = [("SOURCE", args.source)] + ([("--config", args.config)] if args.config else [])
+    refuse_output_over_input([("--out", args.out)], inputs)
     check_output_dir(args.out, args.overwrite)  # fail before the slow part
     start = time.perf_counter()
     raw = load_dataset(args.source, args.format)

@@ -66,6 +66,7 @@ from gensar.config import load_config, require, to_dict
 from gensar.data.canonical import write_tables
 from gensar.data.schema import REC, SEARCH, RawDataset, make_events, make_items
 from gensar.io import atomic_dir, check_output_dir
+from gensar.ownership import refuse_output_over_input
 
 ROOT = "Shop"
 
@@ -396,10 +397,12 @@ def cli_synth(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={value}")
     cfg = load_config(SynthConfig, args.config, overrides)
     out = Path(args.out)
+    if args.config:
+        refuse_output_over_input([("--out", out)], [("--config", args.config)])
     check_output_dir(out, args.overwrite)  # fail before spending time on generation
     start = time.perf_counter()
     raw = generate_world(cfg)
-    with atomic_dir(out, overwrite=args.overwrite) as tmp:
+    with atomic_dir(out, overwrite=args.overwrite, kind="synth") as tmp:
         write_tables(raw.items, raw.events, tmp, "jsonl")
         truth = {
             "generator": "gensar synth",

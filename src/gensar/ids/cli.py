@@ -29,6 +29,7 @@ from gensar.errors import InputError
 from gensar.ids.assign import AssignConfig, assign_ids
 from gensar.ids.rqvae import RQVAEConfig, save_checkpoint, train_rqvae
 from gensar.io import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir
+from gensar.ownership import refuse_output_over_input
 from gensar.runtime import configure_threads
 
 
@@ -111,7 +112,7 @@ def build_ids(data: PreparedData, cfg: IdsConfig, out: str | Path, overwrite: bo
         "final_losses": result.final_losses,
         "reconstruction_cosine": model.reconstruction_cosine(semantic, collaborative),
     }
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, kind="ids") as tmp:
         np.save(tmp / "semantic_emb.npy", semantic)
         np.save(tmp / "collaborative_emb.npy", collaborative)
         save_checkpoint(model, tmp / "rqvae.pt")
@@ -127,6 +128,8 @@ def cli_ids(args: argparse.Namespace) -> int:
     if args.variant is not None:
         overrides.append(f"rqvae.variant={args.variant}")
     cfg = load_config(IdsConfig, args.config, overrides)
+    refuse_output_over_input([("--out", args.out)], [("DATA", args.data_dir)]
+                             + ([("--config", args.config)] if args.config else []))
     check_output_dir(args.out, args.overwrite)
     data = PreparedData.load(args.data_dir)
     report = build_ids(data, cfg, args.out, overwrite=args.overwrite)

@@ -51,6 +51,7 @@ from gensar.data.prepared import PreparedData
 from gensar.data.schema import BEHAVIORS, REC, SEARCH
 from gensar.errors import ConfigError, GensarError
 from gensar.io import atomic_dir, atomic_write_json, check_output_dir
+from gensar.ownership import is_ours, write_marker
 from gensar.model.backbone import (
     BackboneConfig,
     build_backbone,
@@ -221,8 +222,9 @@ def train(
     try:
         _barrier(env)  # every rank has checked the directories before rank 0 touches them
         if env.is_main and not resume:
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)  # _check_start made sure it is ours
             work.mkdir(parents=True)
+            write_marker(work, "checkpoint")
             atomic_write_json(work / "run_config.json", {"config": to_dict(cfg), "fingerprint": fingerprint})
         return _run(data, ids, out, work, cfg, resume, overwrite, env, device)
     finally:
@@ -256,6 +258,8 @@ def _check_start(
         raise GensarError(
             f"{work}: an interrupted run exists; pass --resume to continue it or --overwrite to start over"
         )
+    if work.is_dir() and any(work.iterdir()) and not is_ours(work):
+        raise GensarError(f"{work}: exists, is not empty and was not written by gensar; refusing to replace it")
     return cfg if cfg is not None else ModelRunConfig()
 
 
@@ -280,12 +284,12 @@ def _run(
     if cfg.backbone.pretrained is not None:
         model, tokenizer = load_pretrained_backbone(cfg.backbone, added)
         if env.is_main and not has_tokenizer:
-            with atomic_dir(work / "tokenizer", overwrite=True) as tmp:
+            with atomic_dir(work / "tokenizer", overwrite=True, kind="tokenizer") as tmp:
                 tokenizer.save_pretrained(str(tmp))
     else:
         if env.is_main and not has_tokenizer:
             corpus = tokenizer_corpus(data, cfg.tasks.prompt_style)
-            with atomic_dir(work / "tokenizer", overwrite=True) as tmp:
+            with atomic_dir(work / "tokenizer", overwrite=True, kind="tokenizer") as tmp:
                 build_tokenizer(corpus, added, cfg.tokenizer).save_pretrained(str(tmp))
         _barrier(env)
         tokenizer = load_tokenizer(work / "tokenizer")
@@ -474,7 +478,7 @@ def _write_model_dir(
         **meta,
     }
     model.cpu()
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, kind="model") as tmp:
         save_model(model, tokenizer, tmp)
         atomic_write_json(tmp / "train_state.json", _jsonable(state))
         atomic_write_json(tmp / "gensar_model.json", {"config": to_dict(cfg)})
