@@ -82,6 +82,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: config file not found")
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML config (not UTF-8 text)") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML: {str(err).splitlines()[0]}") from None
     if loaded is not None and not isinstance(loaded, dict):
@@ -116,6 +120,11 @@ def require(cond: bool, key: str, message: str) -> None:
     """Helper for ``validate()`` methods: raise a ConfigError naming ``key``."""
     if not cond:
         raise ConfigError(f"config key '{key}': {message}")
+
+
+def require_seed(seed: int, key: str = "seed") -> None:
+    """numpy's generators take seeds in 0..2**32-1 (a negative one is a ValueError deep inside)."""
+    require(0 <= seed < 2**32, key, f"must be in 0..{2**32 - 1}, got {seed}")
 
 
 def _join(where: str, name: str) -> str:
@@ -162,6 +171,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"config key '{where}': expected an integer, got {value!r}")
+        if not -(2**63) <= value < 2**63:  # numpy, torch and Parquet all hold 64-bit integers
+            raise ConfigError(f"config key '{where}': {value} does not fit in 64 bits")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

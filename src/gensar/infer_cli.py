@@ -121,6 +121,8 @@ def _prepare_generative(args: argparse.Namespace) -> None:
 
 
 def _listen(host: str, port: int) -> socket.socket:
+    if not 0 <= port <= 65535:  # bind() raises OverflowError, not OSError, for these
+        raise GensarError(f"--port {port}: must be in 0..65535 (0 = any free port)")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so; without it every
     # keep-alive answer waits ~40 ms for a delayed ACK (Nagle).

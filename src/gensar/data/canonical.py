@@ -204,6 +204,8 @@ def _read_jsonl(path: Path, text: str) -> _Table:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise InputError(f"malformed JSON: {err.msg} (column {err.colno})", path=path, line=lineno) from None
+        except RecursionError:
+            raise InputError("malformed JSON: nested too deeply", path=path, line=lineno) from None
         if not isinstance(record, dict):
             raise InputError(f"expected a JSON object, got {type(record).__name__}", path=path, line=lineno)
         columns.update(record)
@@ -355,6 +357,13 @@ def _categories(value: Any, loc: _Loc) -> list[str]:
 
 
 def _timestamp(value: Any, loc: _Loc) -> int:
+    ts = _timestamp_value(value, loc)
+    if not -(2**63) <= ts < 2**63:  # stored as int64 (pandas, Parquet)
+        raise loc.error(f"timestamp {ts} is out of range (must fit in 64 bits; seconds since 1970)", "timestamp")
+    return ts
+
+
+def _timestamp_value(value: Any, loc: _Loc) -> int:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise loc.error("missing required value", "timestamp")
     if isinstance(value, bool):

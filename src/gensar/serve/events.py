@@ -80,6 +80,8 @@ def parse_line(line: str, path: Path, lineno: int, known_item: Callable[[str], b
         obj = json.loads(line)
     except json.JSONDecodeError as err:
         raise InputError(f"invalid JSON: {err.msg}", path=path, line=lineno) from None
+    except RecursionError:
+        raise InputError("invalid JSON: nested too deeply", path=path, line=lineno) from None
     if not isinstance(obj, dict):
         raise InputError("expected a JSON object", path=path, line=lineno)
     types = {"seq": int, "user_id": str, "behavior": str, "query": str, "items": list, "timestamp": int}
@@ -103,9 +105,6 @@ def read_log(path: str | Path, known_item: Callable[[str], bool]) -> tuple[list[
         return [], 0
     data = path.read_bytes()
     good = data.rfind(b"\n") + 1  # bytes up to and including the last newline
-    if good < len(data):
-        log.warning("%s: skipping a torn last line (%d bytes; the server was stopped mid-write, "
-                    "the event was never acknowledged)", path, len(data) - good)
     records: list[LoggedEvent] = []
     for lineno, line in text_lines(data[:good], path):
         rec = parse_line(line, path, lineno, known_item)
@@ -113,7 +112,25 @@ def read_log(path: str | Path, known_item: Callable[[str], bool]) -> tuple[list[
         if rec.seq != expected:
             raise InputError(f"seq {rec.seq} out of order (expected {expected})", path=path, line=lineno, field="seq")
         records.append(rec)
+    if good < len(data):
+        next_seq = records[-1].seq + 1 if records else 1
+        if not is_torn_record(data[good:], next_seq):
+            raise InputError("not an events log: the last line has no newline and is not the start of record "
+                             f"seq {next_seq} (refusing to cut it)", path=path, line=data.count(b"\n") + 1)
+        log.warning("%s: skipping a torn last line (%d bytes; the server was stopped mid-write, "
+                    "the event was never acknowledged)", path, len(data) - good)
     return records, good
+
+
+def is_torn_record(tail: bytes, seq: int) -> bool:
+    """Whether ``tail`` (a last line without newline) can be a write of record ``seq`` cut short.
+
+    Every record starts with exactly ``{"seq": N, `` (``LoggedEvent.to_json``) and is written in
+    one ``write``, so a torn one is a prefix of a record: it starts with that head, or is a prefix
+    of it. Anything else is not ours to cut (a user's text file given as ``--events-log``).
+    """
+    head = f'{{"seq": {seq}, '.encode("ascii")
+    return tail.startswith(head) or head.startswith(tail)
 
 
 class EventLog:
@@ -121,8 +138,12 @@ class EventLog:
 
     def __init__(self, path: str | Path, known_item: Callable[[str], bool]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[bytes] = open(self.path, "ab+")  # noqa: SIM115 - kept open for the server's lifetime
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh: IO[bytes] = open(self.path, "ab+")  # noqa: SIM115 - kept open for the server's lifetime
+        except OSError as err:  # a read-only run directory: say so at start, not on the first event
+            raise GensarError(f"{self.path}: cannot open the events log for writing: {err.strerror or err} "
+                              "(pass --events-log to a writable place)") from None
         try:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
