@@ -118,7 +118,8 @@ def claim_run_dir(run: Path) -> bool:
     """
     if run.exists() and not run.is_dir():
         raise OutputError(f"{run}: exists and is not a directory (--out names a run directory)")
-    if run.is_dir() and any(run.iterdir()) and not is_ours(run):
+    # the lock file alone: another pipeline is creating this run (the lock then names it)
+    if run.is_dir() and any(p.name != LOCK_NAME for p in run.iterdir()) and not is_ours(run):
         raise OutputError(f"{run}: exists, is not empty and is not a gensar run directory (no {MARKER}); "
                           "refusing to write into it (choose a new or empty directory)")
     created = not run.exists()
