@@ -267,3 +267,83 @@ def test_a_closed_pipe_ends_quietly(inputs):
     proc.stdout.close()  # long before the child has imported anything and printed
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=60) in (0, 141) and err == ""
+
+
+# ---- 2. malformed input must not pass ---------------------------------------------------------------
+
+def _csv_source(root: Path, events: list[str]) -> Path:
+    root.mkdir()
+    (root / "items.csv").write_text('item_id,title\na,"a title\nover two lines"\nb,bee\nc,sea\n')  # text may
+    (root / "events.csv").write_text("user_id,timestamp,behavior,query,items\n" + "\n".join(events) + "\n")
+    return root
+
+
+def test_csv_quote_over_a_line_end_is_refused_where_it_opened(tmp_path):
+    from gensar.data.canonical import read_canonical
+
+    rows = [f"u{i},{i},search,q{i},a" for i in range(1, 9)]
+    ok = read_canonical(_csv_source(tmp_path / "ok", rows))
+    assert ok.items["title"][0] == "a title\nover two lines" and len(ok.events) == 8
+    merged = list(rows)
+    merged[3] = 'u4,4,search,"usb'  # the quote closes on the next line: two records become one
+    merged[4] = 'mic",b'
+    with pytest.raises(InputError, match=r"events\.csv:5: field 'query': a quoted value runs over a line end"):
+        read_canonical(_csv_source(tmp_path / "merged", merged))
+    # an unclosed quote swallows the rest of the file, past csv's field size limit (128 KiB)
+    unclosed = [f"user{i:06d},{i},search,query number {i},a" for i in range(1, 6001)]
+    unclosed[99] = 'u100,100,search,"never closed,a'
+    with pytest.raises(InputError, match=r"events\.csv:101: "):
+        read_canonical(_csv_source(tmp_path / "unclosed", unclosed))
+
+
+def test_events_api_and_prepare_share_one_validation(tmp_path):
+    from pydantic import ValidationError
+
+    from gensar.data.canonical import read_canonical
+    from gensar.serve.engine import HistoryEvent
+    from gensar.serve.events import check_event
+    from gensar.serve.schemas import EventRequest
+
+    bad = [({"user_id": "u1", "behavior": "search", "query": "q", "items": ["a", "a"]}, "'a' is listed twice"),
+           ({"user_id": "u\x001", "behavior": "rec", "items": ["a"]}, "control character"),
+           ({"user_id": "u\n1", "behavior": "rec", "items": ["a"]}, "control character")]
+    for body, message in bad:
+        with pytest.raises(ValidationError, match=message):
+            EventRequest.model_validate(body)
+        event = HistoryEvent(body["behavior"], body.get("query", ""), tuple(body["items"]), 0)
+        assert message in check_event(body["user_id"], event, {"a"}.__contains__)  # log replay
+        src = tmp_path / f"src{len(list(tmp_path.iterdir()))}"
+        src.mkdir()
+        (src / "items.jsonl").write_text('{"item_id": "a"}\n')
+        (src / "events.jsonl").write_text(json.dumps({"timestamp": 0, **body}) + "\n")
+        with pytest.raises(InputError, match=message):
+            read_canonical(src)
+
+
+def test_duplicate_yaml_keys_and_empty_configs_are_refused(tmp_path, capsys):
+    from gensar.config import read_yaml
+    from gensar.errors import ConfigError
+
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("n_users: 40\nseed: 1\nn_users: 50\n")
+    with pytest.raises(ConfigError, match=r"dup\.yaml:3: invalid YAML: duplicate key 'n_users' \(first on line 1\)"):
+        read_yaml(dup)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("train:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(ConfigError, match="duplicate key 'lr'"):
+        read_yaml(nested)
+    for text in ("", "# only a comment\n"):
+        empty = tmp_path / "empty.yaml"
+        empty.write_text(text)
+        _one_line_error(capsys, ["synth", "--config", str(empty), "--out", str(tmp_path / "out")],
+                        "config file is empty")
+    assert read_yaml(REPO / "configs" / "tiny.yaml")["data"]["source"] == "synthetic"
+
+
+def test_more_negatives_than_the_catalog_warns_with_the_count(tmp_path, capsys, inputs):
+    assert main(["prepare", str(inputs / "src"), "--out", str(tmp_path / "out"), "--num-negatives", "500"]) == 0
+    err = capsys.readouterr().err
+    lists = json.loads((tmp_path / "out" / "manifest.json").read_text())["candidates"]["lists"]
+    assert f"warning: {lists} of {lists} candidate lists have fewer than --num-negatives 500" in err
+    assert main(["prepare", str(inputs / "src"), "--out", str(tmp_path / "ok"), "--num-negatives", "20"]) == 0
+    assert "warning" not in capsys.readouterr().err

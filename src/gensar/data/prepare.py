@@ -137,6 +137,18 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
     return cfg
 
 
+def short_lists_warning(manifest: dict) -> None:
+    """Say on stderr when candidate lists hold fewer negatives than asked (a small catalog):
+    metrics over them are not comparable with the full-size protocol."""
+    cands = manifest.get("candidates", {})
+    short = int(cands.get("short_lists", 0))
+    if short:
+        print(f"gensar prepare: warning: {short} of {cands.get('lists', '?')} candidate lists have fewer than "
+              f"--num-negatives {cands.get('num_negatives', '?')} negatives (as few as "
+              f"{cands.get('min_negatives', '?')}; the catalog has {manifest['counts']['catalog_items']} items)",
+              file=sys.stderr)
+
+
 def cli_prepare(args: argparse.Namespace) -> int:
     from gensar.data.loaders import load_dataset
 
@@ -148,6 +160,7 @@ def cli_prepare(args: argparse.Namespace) -> int:
     raw = load_dataset(args.source, args.format)
     data = prepare(raw, cfg, progress=sys.stderr.isatty())
     data.save(args.out, overwrite=args.overwrite)
+    short_lists_warning(data.manifest)
     c = data.manifest["counts"]
     ex = c["examples"]
     print(

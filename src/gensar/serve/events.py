@@ -34,7 +34,7 @@ from typing import IO
 
 import pandas as pd
 
-from gensar.data.schema import REC, SEARCH
+from gensar.data.schema import REC, SEARCH, event_problem
 from gensar.errors import GensarError, InputError
 from gensar.io import text_lines
 from gensar.serve.engine import HistoryEvent
@@ -59,16 +59,11 @@ class LoggedEvent:
 
 
 def check_event(user_id: str, event: HistoryEvent, known_item: Callable[[str], bool]) -> str | None:
-    """Why (user, event) cannot be logged, or None. Shared by the HTTP API and log replay."""
-    if not user_id.strip():
-        return "user_id must not be empty"
-    if event.behavior == REC:
-        if len(event.items) != 1:
-            return "a rec event names exactly one clicked item"
-        if event.query:
-            return "a rec event has no query"
-    elif not event.query.strip():
-        return "a search event needs a non-empty query"
+    """Why (user, event) cannot be logged, or None. Shared by the HTTP API and log replay, and
+    the same rules as ``gensar prepare`` (``schema.event_problem``)."""
+    problem = event_problem(user_id, event.behavior, event.query, event.items)
+    if problem is not None:
+        return problem[1]
     for item in event.items:
         if not known_item(item):
             return f"unknown item '{item}'"
