@@ -108,8 +108,10 @@ ERRORS = [
     ("events.jsonl", ('{"user_id": "u", "timestamp": 1, "item_id": "a"}\n'
                       '{"user_id": "u", "timestamp": 2, "behavior": "search", "query": "q", "items": ["a", "zz"]}\n'),
      r"events\.jsonl:2: field 'items': unknown item 'zz'"),
-    ("events.csv", 'user_id,timestamp,item_id\nu,1,a\n"u\nx",2,a\nu,3,nope\n',  # the quoted newline counts
-     r"events\.csv:5: field 'item_id': unknown item 'nope'"),
+    ("items.csv", 'item_id,title\na,"two\nlines"\nb,y\na,z\n',  # the quoted newline counts
+     r"items\.csv:5: field 'item_id': duplicate item id 'a' \(first at line 2\)"),
+    ("events.csv", 'user_id,timestamp,item_id\nu,1,a\n"u\nx",2,a\nu,3,nope\n',  # but not inside an id (issue 15)
+     r"events\.csv:3: field 'user_id': a quoted value runs over a line end"),
     ("events.jsonl", '{"user_id": "u", "timestamp": 1, "behavior": "click", "item_id": "a"}\n',
      r"events\.jsonl:1: field 'behavior': behavior must be 'rec' or 'search', got 'click'"),
     ("events.csv", "user_id,timestamp,item_id\nu,1,a\nu,2020-01-01,a\n",
@@ -206,7 +208,7 @@ def test_round_trip_any_text(tmp_path_factory, data, fmt):
          "categories": data.draw(st.lists(_CATEGORY, max_size=3))} for i in ids])
     events = make_events([
         {"user_id": data.draw(_ID), "timestamp": data.draw(st.integers(-2**62, 2**62)), "behavior": "search",
-         "query": data.draw(_TEXT.filter(str.strip)),
+         "query": data.draw(_TEXT.filter(str.strip).filter(lambda q: not set(q) & set("\x00\n\r"))),
          "items": data.draw(st.lists(st.sampled_from(ids), min_size=1, max_size=3, unique=True))}
         for _ in range(data.draw(st.integers(1, 4)))])
     out = write_canonical(items, events, tmp_path_factory.mktemp("rt") / "d", fmt)

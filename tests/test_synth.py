@@ -153,7 +153,7 @@ def test_cli_synth(tmp_path, capsys):
     assert main(["synth", "--out", str(out), "--users", "30"]) == 2
     assert "not empty (use --overwrite)" in capsys.readouterr().err
     assert main(["synth", "--out", str(out), "--set", "n_users=0"]) == 2
-    assert "config key 'n_users': must be >= 1" in capsys.readouterr().err
+    assert "config key 'n_users': must be in 1..10000000" in capsys.readouterr().err
     assert (out / "events.jsonl").read_bytes() == before  # failed runs leave the output alone
     assert main(["synth", "--out", str(out), "--users", "30", "--items", "150", "--overwrite"]) == 0
     assert read_canonical(out).events["user_id"].nunique() == 30

@@ -80,7 +80,8 @@ def make_events(records: list[dict] | pd.DataFrame) -> pd.DataFrame:
     return df[list(EVENT_COLUMNS)]
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # NUL, newline, tab, ...: they break JSONL logs and CSV rows
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # NUL, newline, tab, ...: never part of an id
+_LINE_BREAK = re.compile(r"[\x00\n\r]")  # a query may hold a tab, not a line break (CSV rows, logs)
 
 
 def event_problem(user_id: str, behavior: str, query: str, items: Sequence[str]) -> tuple[str, str] | None:
@@ -103,8 +104,8 @@ def event_problem(user_id: str, behavior: str, query: str, items: Sequence[str])
             return "query", "a rec event has no query"
     elif not query.strip():
         return "query", "a search event needs a non-empty query"
-    if _CONTROL.search(query):
-        return "query", f"query {query!r} contains a control character (NUL, newline, tab, ...)"
+    if _LINE_BREAK.search(query):
+        return "query", f"query {query!r} contains a NUL or a line break"
     if not items:
         return "items", "an event names at least one item"
     seen: set[str] = set()
