@@ -69,7 +69,8 @@ def check_output_dir(out: str | Path, overwrite: bool) -> Path:
         try:
             parent.mkdir(parents=True)
         except OSError as err:
-            raise OutputError(f"{parent}: cannot create the output's parent directory: {err.strerror or err}") from None
+            raise OutputError(f"{parent}: cannot create the output's parent directory: "
+                              f"{err.strerror or err}") from None
     try:
         locks.hold(lock_file_of(out), out)
     except OSError as err:

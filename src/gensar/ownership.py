@@ -66,7 +66,8 @@ def is_ours(directory: Path) -> bool:
     if isinstance(world, dict) and world.get("generator") == "gensar synth":
         return True
     model = _json(directory / "gensar_model.json")
-    if isinstance(model, dict) and isinstance(model.get("config"), dict) and (directory / "train_state.json").is_file():
+    if isinstance(model, dict) and isinstance(model.get("config"), dict) \
+            and (directory / "train_state.json").is_file():
         return True
     ids = _json(directory / "ids_report.json")
     if isinstance(ids, dict) and "variant" in ids and (directory / "item_ids.json").is_file():
@@ -82,7 +83,8 @@ def is_ours(directory: Path) -> bool:
             and {p.name for p in directory.iterdir()} <= {"metrics.json", "cache"}:
         return True
     report = _json(directory / "report.json")
-    return isinstance(report, dict) and {"split", "methods"} <= set(report) and (directory / "report.md").is_file()
+    return isinstance(report, dict) and {"split", "methods"} <= set(report) \
+        and (directory / "report.md").is_file()
 
 
 def refuse_output_over_input(outputs: Iterable[tuple[str, str | Path]],

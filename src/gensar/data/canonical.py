@@ -80,7 +80,16 @@ from typing import Any
 
 import pandas as pd
 
-from gensar.data.schema import BEHAVIORS, REC, SEARCH, RawDataset, event_problem, make_events, make_items, validate
+from gensar.data.schema import (
+    BEHAVIORS,
+    REC,
+    SEARCH,
+    RawDataset,
+    event_problem,
+    make_events,
+    make_items,
+    validate,
+)
 from gensar.errors import GensarError, InputError
 from gensar.io import atomic_dir
 

@@ -51,7 +51,6 @@ from gensar.data.prepared import PreparedData
 from gensar.data.schema import BEHAVIORS, REC, SEARCH
 from gensar.errors import ConfigError, GensarError
 from gensar.io import atomic_dir, atomic_write_json, check_output_dir
-from gensar.ownership import is_ours, write_marker
 from gensar.model.backbone import (
     BackboneConfig,
     build_backbone,
@@ -72,6 +71,7 @@ from gensar.model.tasks import (
     tokenizer_corpus,
 )
 from gensar.model.tokenizer import TokenizerConfig, build_tokenizer, load_tokenizer
+from gensar.ownership import is_ours, write_marker
 
 CHECKPOINT_FORMAT = 1
 METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")

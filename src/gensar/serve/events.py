@@ -12,8 +12,11 @@ Log format, one JSON object per line, ``\\n``-terminated, in acknowledgement ord
 ``seq`` counts from 1. On start the log is replayed. Because each record is written with one
 ``write`` and acknowledged after ``fsync``, a crash can only leave a *torn last line* (no final
 ``\\n``): that record was never acknowledged, so replay skips it with a warning and a writer cuts
-it off before appending. Any other malformed line is an ``InputError`` naming file and line (the
-server refuses to start rather than silently drop acknowledged events).
+it off before appending. Only a tail that can be such a record is cut (it starts like record
+``seq`` N+1, see ``is_torn_record``): a file that is not an events log, say a text file without a
+final newline given as ``--events-log``, is refused, never emptied. Any other malformed line is an
+``InputError`` naming file and line (the server refuses to start rather than silently drop
+acknowledged events).
 
 One process writes a log at a time (an exclusive ``flock``); readers (``gensar recommend``
 while a server runs) replay it read-only.
