@@ -52,19 +52,23 @@ def lock_file_of(out: Path) -> Path:
     return out.parent / f".{out.name}.lock"
 
 
-def check_output_dir(out: str | Path, overwrite: bool) -> Path:
+def check_output_dir(out: str | Path, overwrite: bool, lock: bool = True) -> Path:
     """Claim output directory ``out`` for this process: lock it, then refuse to replace what is not ours.
 
     An existing non-empty directory is refused unless it is ours (``ownership.is_ours``) *and*
     ``overwrite`` is given. The lock (see ``gensar.locks``) is held until ``atomic_dir`` finishes or
     the process ends, so a second writer of ``out`` fails at once naming this process's pid.
     Temporaries of killed earlier writes of ``out`` are removed once the lock is held (a live
-    writer would hold the lock, so what matches our exact naming then is stale).
+    writer would hold the lock, so what matches our exact naming then is stale). ``lock=False``:
+    check only (the non-zero ranks of a distributed training, whose rank 0 holds the lock).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"{out}: output path exists and is not a directory")
     parent = Path(os.path.abspath(out)).parent
+    if not lock:
+        _refuse_what_is_not_ours(out, overwrite)
+        return out
     if not parent.exists():
         try:
             parent.mkdir(parents=True)
@@ -76,19 +80,23 @@ def check_output_dir(out: str | Path, overwrite: bool) -> Path:
     except OSError as err:
         raise OutputError(f"{out}: cannot lock the output directory: {err.strerror or err}") from None
     try:
-        if out.is_dir() and any(out.iterdir()):
-            if not is_ours(out):
-                raise OutputError(
-                    f"{out}: output directory exists, is not empty and was not written by gensar "
-                    f"(no {MARKER}); refusing to replace it, even with --overwrite"
-                )
-            if not overwrite:
-                raise OutputError(f"{out}: output directory exists and is not empty (use --overwrite)")
+        _refuse_what_is_not_ours(out, overwrite)
         remove_stale_temporaries(out)
     except BaseException:
         locks.release(lock_file_of(out))
         raise
     return out
+
+
+def _refuse_what_is_not_ours(out: Path, overwrite: bool) -> None:
+    if out.is_dir() and any(out.iterdir()):
+        if not is_ours(out):
+            raise OutputError(
+                f"{out}: output directory exists, is not empty and was not written by gensar "
+                f"(no {MARKER}); refusing to replace it, even with --overwrite"
+            )
+        if not overwrite:
+            raise OutputError(f"{out}: output directory exists and is not empty (use --overwrite)")
 
 
 def remove_stale_temporaries(out: Path) -> None:

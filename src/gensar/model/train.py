@@ -211,7 +211,7 @@ def train(
     ids = IdMaps.load(ids_path)
     ids.require_items(data.items["item_id"].tolist(), ids_path)
     fingerprint = _fingerprint(data, ids)
-    cfg = _check_start(out, work, cfg, fingerprint, resume, overwrite)
+    cfg = _check_start(out, work, cfg, fingerprint, resume, overwrite, env.is_main)
     device = _device(cfg.train.device, env)
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
@@ -235,10 +235,14 @@ def train(
 
 
 def _check_start(
-    out: Path, work: Path, cfg: ModelRunConfig | None, fingerprint: dict, resume: bool, overwrite: bool
+    out: Path, work: Path, cfg: ModelRunConfig | None, fingerprint: dict, resume: bool, overwrite: bool,
+    is_main: bool = True,
 ) -> ModelRunConfig:
-    """Refuse to clobber output or to resume something else; the config this run uses."""
-    check_output_dir(out, overwrite)
+    """Refuse to clobber output or to resume something else; the config this run uses.
+
+    Only rank 0 locks the output: the other ranks of one torchrun are not second writers.
+    """
+    check_output_dir(out, overwrite, lock=is_main)
     if resume:
         if not (work / "run_config.json").is_file():
             raise GensarError(f"{work}: no interrupted run to resume (no run_config.json)")
