@@ -215,6 +215,7 @@ BAD_INPUTS = [
     # (id, argv with {in} = inputs and {tmp} = this case's directory, expected message, patch)
     ("timestamp-1e30", ["prepare", "{in}/big_ts", "--out", "{tmp}/out"], "events.jsonl:1: field 'timestamp'", None),
     ("json-nested-100000", ["prepare", "{in}/deep", "--out", "{tmp}/out"], "events.jsonl:101: malformed JSON", None),
+    ("prepare-missing-source", ["prepare", "{in}/missing", "--out", "{tmp}/new/deeper/out"], "does not exist", None),
     ("prepare-seed", ["prepare", "{in}/src", "--out", "{tmp}/out", "--seed", "-1"], "'seed'", None),
     ("prepare-kcore", ["prepare", "{in}/src", "--out", "{tmp}/out", "--kcore", str(10**23)], "'kcore'", None),
     ("prepare-max-history", ["prepare", "{in}/src", "--out", "{tmp}/out", "--max-history", str(10**23)],

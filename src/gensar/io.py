@@ -69,16 +69,20 @@ def check_output_dir(out: str | Path, overwrite: bool, lock: bool = True) -> Pat
     if not lock:
         _refuse_what_is_not_ours(out, overwrite)
         return out
-    if not parent.exists():
+    created = [p for p in (parent, *parent.parents) if not p.exists()]  # deepest first
+    if created:
         try:
             parent.mkdir(parents=True)
         except OSError as err:
             raise OutputError(f"{parent}: cannot create the output's parent directory: "
                               f"{err.strerror or err}") from None
     try:
-        locks.hold(lock_file_of(out), out)
+        lock = locks.hold(lock_file_of(out), out)
     except OSError as err:
+        _remove_empty(created)
         raise OutputError(f"{out}: cannot lock the output directory: {err.strerror or err}") from None
+    if created:  # a failed command leaves no empty parents behind; a finished one needs them
+        lock.on_release.append(lambda: None if Path(out).exists() else _remove_empty(created))
     try:
         _refuse_what_is_not_ours(out, overwrite)
         remove_stale_temporaries(out)
@@ -86,6 +90,15 @@ def check_output_dir(out: str | Path, overwrite: bool, lock: bool = True) -> Pat
         locks.release(lock_file_of(out))
         raise
     return out
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    """``rmdir`` each of ``dirs`` (deepest first) while empty: only what this process created."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:
+            return
 
 
 def _refuse_what_is_not_ours(out: Path, overwrite: bool) -> None:

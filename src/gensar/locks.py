@@ -15,6 +15,7 @@ import atexit
 import contextlib
 import fcntl
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from gensar.errors import LockedError
@@ -27,6 +28,7 @@ class DirLock:
         self.lock_file = lock_file
         self.what = what
         self._fd: int | None = None
+        self.on_release: list[Callable[[], None]] = []  # run after the lock is given up
 
     def acquire(self) -> DirLock:
         while True:
@@ -58,6 +60,9 @@ class DirLock:
             os.unlink(self.lock_file)
         os.close(self._fd)
         self._fd = None
+        for callback in self.on_release:
+            callback()
+        self.on_release.clear()
 
     @property
     def held(self) -> bool:
