@@ -205,6 +205,24 @@ def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path, inputs):
     assert all(p.is_dir() for p in others) and plain.is_file()
 
 
+def test_a_pipeline_run_removes_the_stale_temporaries_of_a_killed_one(tmp_path):
+    from gensar import locks
+    from gensar.pipeline import LOCK_NAME, claim_run_dir
+
+    run = tmp_path / "run"
+    assert claim_run_dir(run) is True
+    locks.release(run / LOCK_NAME)
+    stale = [run / ".data.k1ll3d_x.tmp", run / ".metrics.json.abc_1234.tmp"]
+    stale[0].mkdir()
+    stale[1].write_text("{")
+    keep = [run / ".metrics.json.notes.tmp", run / "metrics.json"]
+    for p in keep:
+        p.write_text("{}")
+    assert claim_run_dir(run) is False
+    locks.release(run / LOCK_NAME)
+    assert not any(p.exists() for p in stale) and all(p.is_file() for p in keep)
+
+
 # ---- 3. tracebacks that must be one-line errors -----------------------------------------------------
 
 def _enospc(*args, **kwargs):

@@ -112,18 +112,24 @@ def _refuse_what_is_not_ours(out: Path, overwrite: bool) -> None:
             raise OutputError(f"{out}: output directory exists and is not empty (use --overwrite)")
 
 
-def remove_stale_temporaries(out: Path) -> None:
-    """Remove ``.OUT.XXXXXXXX.tmp`` directories (``atomic_dir``'s exact naming) next to ``out``.
+def remove_stale_temporaries(out: Path, files: bool = False) -> None:
+    """Remove ``.OUT.XXXXXXXX.tmp`` directories (``atomic_dir``'s exact naming) next to ``out``;
+    with ``files``, the same-named regular files of ``atomic_write_bytes`` instead.
 
-    Call only while holding ``out``'s lock: every writer of ``out`` holds it, so such a
-    directory then belongs to a writer that was killed.
+    Call only while holding the lock of ``out`` (or of the run directory holding it): every
+    writer holds it, so such a temporary then belongs to a writer that was killed.
     """
     absolute = Path(os.path.abspath(out))
+    # mkdtemp/mkstemp: the prefix, 8 characters of [a-z0-9_], the suffix
     pattern = re.compile(re.escape(f".{absolute.name}.") + r"[a-z0-9_]{8}" + re.escape(".tmp"))
     if not absolute.parent.is_dir():
         return
     for entry in absolute.parent.iterdir():
-        if pattern.fullmatch(entry.name) and entry.is_dir() and not entry.is_symlink():
+        if not pattern.fullmatch(entry.name) or entry.is_symlink():
+            continue
+        if files and entry.is_file():
+            entry.unlink(missing_ok=True)
+        elif not files and entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
 
 

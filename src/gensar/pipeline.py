@@ -35,7 +35,7 @@ from gensar.errors import GensarError
 from gensar.ids.cli import IdsConfig
 from gensar import locks
 from gensar.errors import OutputError
-from gensar.io import atomic_write_json, atomic_write_text
+from gensar.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from gensar.ownership import MARKER, is_ours, refuse_output_over_input, write_marker
 from gensar.model.train import ModelRunConfig
 
@@ -139,6 +139,10 @@ def claim_run_dir(run: Path) -> bool:
             if created:
                 shutil.rmtree(run, ignore_errors=True)
             raise OutputError(f"{run}: cannot write: {err.strerror or err}") from None
+    for name in ("data", "ids", "model", "model.ckpt"):  # a killed run's half-written stages and files
+        remove_stale_temporaries(run / name)
+    for name in ("pipeline.yaml", "stages.json", "metrics.json", "model.started"):
+        remove_stale_temporaries(run / name, files=True)
     return created
 
 
