@@ -77,12 +77,12 @@ def check_output_dir(out: str | Path, overwrite: bool, lock: bool = True) -> Pat
             raise OutputError(f"{parent}: cannot create the output's parent directory: "
                               f"{err.strerror or err}") from None
     try:
-        lock = locks.hold(lock_file_of(out), out)
+        held = locks.hold(lock_file_of(out), out)
     except OSError as err:
         _remove_empty(created)
         raise OutputError(f"{out}: cannot lock the output directory: {err.strerror or err}") from None
     if created:  # a failed command leaves no empty parents behind; a finished one needs them
-        lock.on_release.append(lambda: None if Path(out).exists() else _remove_empty(created))
+        held.on_release.append(lambda: None if Path(out).exists() else _remove_empty(created))
     try:
         _refuse_what_is_not_ours(out, overwrite)
         remove_stale_temporaries(out)
@@ -146,16 +146,20 @@ def atomic_dir(out: str | Path, overwrite: bool = False, kind: str = "output") -
         absolute = Path(os.path.abspath(out))
         try:
             tmp = Path(tempfile.mkdtemp(dir=absolute.parent, prefix=f".{absolute.name}.", suffix=".tmp"))
-            write_marker(tmp, kind)
         except OSError as err:
             raise OutputError(f"{out}: cannot write: {err.strerror or err}") from None
         try:
+            write_marker(tmp, kind)
             yield tmp
             if absolute.exists():
                 old = absolute.with_name(f".{absolute.name}.old")
                 shutil.rmtree(old, ignore_errors=True)
                 os.replace(absolute, old)
-                os.replace(tmp, absolute)
+                try:
+                    os.replace(tmp, absolute)
+                except BaseException:
+                    os.replace(old, absolute)  # put the previous output back rather than lose it
+                    raise
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.replace(tmp, absolute)
