@@ -226,7 +226,7 @@ def test_cli_ids_writes_a_complete_run_dir(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["ids", str(tmp_path / "data"), "--out", str(run), *sets]) == 0
     assert "collision rate" in capsys.readouterr().out
-    assert sorted(p.name for p in run.iterdir()) == ["collaborative_emb.npy", "config.yaml", "ids_report.json",
+    assert sorted(p.name for p in run.iterdir()) == [".gensar-run.json", "collaborative_emb.npy", "config.yaml", "ids_report.json",
                                                      "item_ids.json", "rqvae.pt", "semantic_emb.npy"]
     assert np.array_equal(np.load(run / "semantic_emb.npy"), sem)
     assert np.array_equal(np.load(run / "collaborative_emb.npy"), col)
@@ -276,7 +276,13 @@ def test_cli_ids_bad_input_is_one_line_error_and_no_output(tmp_path, capsys):
     assert "config key 'codebook_size': must be >= 2" in capsys.readouterr().err
     run.mkdir()
     (run / "keep.txt").write_text("x")
+    # a directory gensar did not write is never replaced, not even with --overwrite (issue 15)
+    assert main(["ids", str(tmp_path / "data"), "--out", str(run), *sets]) == 2
+    assert "not written by gensar" in capsys.readouterr().err
+    assert main(["ids", str(tmp_path / "data"), "--out", str(run), *sets, "--overwrite"]) == 2
+    assert (run / "keep.txt").read_text() == "x"
+    (run / "keep.txt").unlink()
+    assert main(["ids", str(tmp_path / "data"), "--out", str(run), *sets]) == 0  # empty: fine
     assert main(["ids", str(tmp_path / "data"), "--out", str(run), *sets]) == 2
     assert "not empty (use --overwrite)" in capsys.readouterr().err
-    assert main(["ids", str(tmp_path / "data"), "--out", str(run), *sets, "--overwrite"]) == 0
-    assert not (run / "keep.txt").exists()
+    assert main(["ids", str(tmp_path / "data"), "--out", str(run), *sets, "--overwrite"]) == 0  # ours

@@ -44,7 +44,7 @@ GOOD_ITEMS = _jsonl([{"item_id": "a"}, {"item_id": "b"}])
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_round_trip_every_format(tmp_path, fmt):
     out = write_canonical(make_items(ITEMS), make_events(EVENTS), tmp_path / "d", fmt)
-    assert sorted(p.name for p in out.iterdir()) == sorted([f"events.{fmt}", f"items.{fmt}"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([".gensar-run.json", f"events.{fmt}", f"items.{fmt}"])
     assert is_canonical(out)
     raw = read_canonical(out)
     assert raw.format == "canonical" and raw.source == str(out)
@@ -108,8 +108,10 @@ ERRORS = [
     ("events.jsonl", ('{"user_id": "u", "timestamp": 1, "item_id": "a"}\n'
                       '{"user_id": "u", "timestamp": 2, "behavior": "search", "query": "q", "items": ["a", "zz"]}\n'),
      r"events\.jsonl:2: field 'items': unknown item 'zz'"),
-    ("events.csv", 'user_id,timestamp,item_id\nu,1,a\n"u\nx",2,a\nu,3,nope\n',  # the quoted newline counts
-     r"events\.csv:5: field 'item_id': unknown item 'nope'"),
+    ("items.csv", 'item_id,title\na,"two\nlines"\nb,y\na,z\n',  # the quoted newline counts
+     r"items\.csv:5: field 'item_id': duplicate item id 'a' \(first at line 2\)"),
+    ("events.csv", 'user_id,timestamp,item_id\nu,1,a\n"u\nx",2,a\nu,3,nope\n',  # but not inside an id (issue 15)
+     r"events\.csv:3: field 'user_id': a quoted value runs over a line end"),
     ("events.jsonl", '{"user_id": "u", "timestamp": 1, "behavior": "click", "item_id": "a"}\n',
      r"events\.jsonl:1: field 'behavior': behavior must be 'rec' or 'search', got 'click'"),
     ("events.csv", "user_id,timestamp,item_id\nu,1,a\nu,2020-01-01,a\n",
@@ -187,7 +189,7 @@ def test_write_refuses_what_it_cannot_represent(tmp_path):
     with pytest.raises(GensarError, match="not empty"):
         write_canonical(items, events, out, "jsonl")
     write_canonical(RawDataset(items, events, "x", "x"), None, out, "parquet", overwrite=True)
-    assert sorted(p.name for p in out.iterdir()) == ["events.parquet", "items.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [".gensar-run.json", "events.parquet", "items.parquet"]
     with pytest.raises(GensarError, match="unknown canonical format 'tsv'"):
         write_canonical(items, events, tmp_path / "t", "tsv")
 
@@ -206,7 +208,7 @@ def test_round_trip_any_text(tmp_path_factory, data, fmt):
          "categories": data.draw(st.lists(_CATEGORY, max_size=3))} for i in ids])
     events = make_events([
         {"user_id": data.draw(_ID), "timestamp": data.draw(st.integers(-2**62, 2**62)), "behavior": "search",
-         "query": data.draw(_TEXT.filter(str.strip)),
+         "query": data.draw(_TEXT.filter(str.strip).filter(lambda q: not set(q) & set("\x00\n\r"))),
          "items": data.draw(st.lists(st.sampled_from(ids), min_size=1, max_size=3, unique=True))}
         for _ in range(data.draw(st.integers(1, 4)))])
     out = write_canonical(items, events, tmp_path_factory.mktemp("rt") / "d", fmt)

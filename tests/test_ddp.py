@@ -53,6 +53,7 @@ def test_torchrun_two_processes(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "ids", "model"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [
+            ".gensar-run.json",
             "config.json",
             "generation_config.json",
             "model.safetensors",

@@ -220,7 +220,7 @@ def test_cli_writes_metrics_checkpoint_and_config(tiny_dir, tmp_path, protocol):
     loaded = load_sasrec(out / "model.pt")
     assert loaded.config.hidden == 16 and loaded.model.n_items == 40
     assert "hidden: 16" in (out / "config.yaml").read_text()
-    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "log.json", "metrics.json", "model.pt"]
+    assert sorted(p.name for p in out.iterdir()) == [".gensar-run.json", "config.yaml", "log.json", "metrics.json", "model.pt"]
 
 
 def test_cli_bad_config_exits_2_without_output(tiny_dir, tmp_path, capsys):

@@ -140,7 +140,7 @@ def test_cli_synth(tmp_path, capsys):
             "--set", "max_events=12", "--seed", "2"]
     assert main(argv) == 0
     assert capsys.readouterr().out.startswith(f"wrote {out}: 150 items, 40 users, ")
-    assert sorted(p.name for p in out.iterdir()) == ["events.jsonl", "items.jsonl", "world.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".gensar-run.json", "events.jsonl", "items.jsonl", "world.json"]
     expected = generate_world(SynthConfig(n_users=40, n_items=150, n_groups=8, search_ratio=0.5, max_events=12,
                                           seed=2), progress=False)  # flags beat --config
     raw = read_canonical(out)
@@ -153,7 +153,7 @@ def test_cli_synth(tmp_path, capsys):
     assert main(["synth", "--out", str(out), "--users", "30"]) == 2
     assert "not empty (use --overwrite)" in capsys.readouterr().err
     assert main(["synth", "--out", str(out), "--set", "n_users=0"]) == 2
-    assert "config key 'n_users': must be >= 1" in capsys.readouterr().err
+    assert "config key 'n_users': must be in 1..10000000" in capsys.readouterr().err
     assert (out / "events.jsonl").read_bytes() == before  # failed runs leave the output alone
     assert main(["synth", "--out", str(out), "--users", "30", "--items", "150", "--overwrite"]) == 0
     assert read_canonical(out).events["user_id"].nunique() == 30

@@ -370,8 +370,11 @@ def test_cli_errors_are_one_line(dirs, tmp_path, capsys):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "x").write_text("x")
     assert main(base) == 2
-    assert "output directory exists and is not empty" in capsys.readouterr().err
+    assert "output directory exists, is not empty and was not written by gensar" in capsys.readouterr().err
     assert main(["train", str(dirs / "data"), "--ids", str(tmp_path), "--out", str(tmp_path / "n")]) == 2
+    assert "--out " + str(tmp_path / "n") + " lies inside the input --ids" in capsys.readouterr().err
+    (tmp_path / "ids").mkdir()
+    assert main(["train", str(dirs / "data"), "--ids", str(tmp_path / "ids"), "--out", str(tmp_path / "n")]) == 2
     assert "item_ids.json: file not found" in capsys.readouterr().err
 
 

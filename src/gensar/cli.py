@@ -253,13 +253,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             configure_threads(args.threads)
         func = getattr(importlib.import_module(module_name), func_name)
-        return int(func(args) or 0)
+        code = int(func(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return code
     except GensarError as err:
         print(f"gensar {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # `gensar stats DIR --json | head -1`: the reader left; stop quietly like other tools
+        # (no more output can go anywhere; 141 = 128 + SIGPIPE, what a shell reports for them)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except OSError as err:
+        # a full disk or a read-only place met outside gensar.io's helpers: still one line
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"gensar {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"gensar {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        from gensar import locks
+
+        locks.release_all()  # in-process callers (tests) must not keep the outputs locked
 
 
 if __name__ == "__main__":

@@ -75,18 +75,46 @@ def load_config(cls: type[T], path: str | Path | list[str | Path] | tuple[str | 
     return from_dict(cls, data)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last
+    silently, so a typo'd second ``lr:`` would win unnoticed)."""
+
+
+def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key '{key}' (first on line {seen[key]})", key_node.start_mark)
+        seen[key] = key_node.start_mark.line + 1
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """One config file as a mapping (empty file = empty mapping)."""
+    """One config file as a mapping; an empty file (or only comments) and a duplicate key are errors."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        loaded = yaml.load(path.read_text(encoding="utf-8"), Loader=_StrictLoader)  # noqa: S506 - a SafeLoader
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a YAML config (not UTF-8 text)") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
+    except yaml.MarkedYAMLError as err:
+        line = f":{err.problem_mark.line + 1}" if err.problem_mark is not None else ""
+        raise ConfigError(f"{path}{line}: invalid YAML: {err.problem or err.context}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML: {str(err).splitlines()[0]}") from None
-    if loaded is not None and not isinstance(loaded, dict):
+    if loaded is None:  # nothing but whitespace and comments: most likely the wrong file
+        raise ConfigError(f"{path}: config file is empty")
+    if not isinstance(loaded, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
-    return loaded or {}
+    return loaded
 
 
 def merge_into(base: dict[str, Any], layer: dict[str, Any]) -> None:
@@ -116,6 +144,11 @@ def require(cond: bool, key: str, message: str) -> None:
     """Helper for ``validate()`` methods: raise a ConfigError naming ``key``."""
     if not cond:
         raise ConfigError(f"config key '{key}': {message}")
+
+
+def require_seed(seed: int, key: str = "seed") -> None:
+    """numpy's generators take seeds in 0..2**32-1 (a negative one is a ValueError deep inside)."""
+    require(0 <= seed < 2**32, key, f"must be in 0..{2**32 - 1}, got {seed}")
 
 
 def _join(where: str, name: str) -> str:
@@ -162,6 +195,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"config key '{where}': expected an integer, got {value!r}")
+        if not -(2**63) <= value < 2**63:  # numpy, torch and Parquet all hold 64-bit integers
+            raise ConfigError(f"config key '{where}': {value} does not fit in 64 bits")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

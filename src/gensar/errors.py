@@ -34,3 +34,11 @@ class InputError(GensarError):
 
 class ConfigError(GensarError):
     """A bad configuration value or an unknown key."""
+
+
+class OutputError(GensarError):
+    """An output cannot be written: not ours to replace, over an input, a full disk, read-only."""
+
+
+class LockedError(OutputError):
+    """Another live process writes the same output."""

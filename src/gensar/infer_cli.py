@@ -121,6 +121,8 @@ def _prepare_generative(args: argparse.Namespace) -> None:
 
 
 def _listen(host: str, port: int) -> socket.socket:
+    if not 0 <= port <= 65535:  # bind() raises OverflowError, not OSError, for these
+        raise GensarError(f"--port {port}: must be in 0..65535 (0 = any free port)")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so; without it every
     # keep-alive answer waits ~40 ms for a delayed ACK (Nagle).
@@ -167,8 +169,14 @@ def _run_batch(args: argparse.Namespace, cls: type[Req], answer: Callable[[objec
 
     from gensar.io import atomic_write_text
 
+    from gensar.ownership import refuse_output_over_input
+
     if args.out is None:
         raise GensarError("--batch needs --out FILE")
+    # outputs are checked before any decoding, not when the answers are ready to write
+    refuse_output_over_input([("--out", args.out)], [("--batch", args.batch), ("RUN_DIR", args.run_dir)])
+    if Path(args.out).is_dir():
+        raise GensarError(f"--out {args.out}: is a directory (expected the answers' file name)")
     requests = _read_requests(Path(args.batch), cls)  # all lines checked before any work
     service = _open(args)
     lines = []

@@ -10,6 +10,8 @@ RUN_DIR/
                  ``generative``
   pipeline.yaml  the resolved config; stages.json: each finished stage's fingerprint
   model.started  the fingerprint of the last training started (to resume only that one)
+  .gensar-run.json  marks the directory as a gensar run (``--out`` refuses any other non-empty one)
+  .gensar.lock   held while a pipeline writes the run (a second one exits 2 naming its pid)
 
 A stage is skipped on rerun when its fingerprint (its own config, plus the fingerprints of the
 stages it reads, plus a hash of the source files' contents) matches the recorded one; changing a
@@ -33,14 +35,18 @@ from gensar.config import load_config, to_dict, to_yaml
 from gensar.data.prepare import PrepareConfig
 from gensar.data.synth import SynthConfig
 from gensar.errors import GensarError
+from gensar import locks
+from gensar.errors import OutputError
 from gensar.eval.config import EvalConfig
 from gensar.eval.table import format_metrics
 from gensar.hybrid.config import HybridConfig
 from gensar.ids.stage import IdsConfig
-from gensar.io import atomic_write_json, atomic_write_text
+from gensar.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from gensar.model.train import ModelRunConfig
+from gensar.ownership import MARKER, is_ours, refuse_output_over_input, write_marker
 
 STAGES = ("data", "ids", "model", "hybrid", "evaluate")
+LOCK_NAME = ".gensar.lock"  # inside the run directory: one pipeline writes a run at a time
 
 
 @dataclass(frozen=True)
@@ -79,8 +85,61 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, force: bool = False,
     donor = Path(reuse) if reuse is not None else None
     if donor is not None and not (donor / "stages.json").is_file():
         raise GensarError(f"{donor}: not a pipeline run directory (no stages.json)")
+    inputs = [("--reuse", donor)] if donor is not None else []
+    if cfg.data.source != "synthetic":
+        inputs.append(("data.source", cfg.data.source))
+    refuse_output_over_input([("--out", run)], inputs)
+    created = claim_run_dir(run)
+    try:
+        return _run_stages(cfg, run, force, donor)
+    except BaseException:
+        if created and not (run / "stages.json").exists():
+            shutil.rmtree(run, ignore_errors=True)  # nothing finished: leave nothing behind
+        raise
+    finally:
+        locks.release(run / LOCK_NAME)
+
+
+def claim_run_dir(run: Path) -> bool:
+    """Make ``run`` ours and lock it for this process; whether this call created it.
+
+    An existing file, or an existing non-empty directory that gensar did not write (see
+    ``gensar.ownership.is_ours``), is refused: the stages replace ``data/``, ``ids/``, ``model/``
+    and ``metrics.json`` inside it. The lock is a file inside the run directory (which, unlike
+    a stage's output, is never replaced as a whole).
+    """
+    if run.exists() and not run.is_dir():
+        raise OutputError(f"{run}: exists and is not a directory (--out names a run directory)")
+    # the lock file alone: another pipeline is creating this run (the lock then names it)
+    if run.is_dir() and any(p.name != LOCK_NAME for p in run.iterdir()) and not is_ours(run):
+        raise OutputError(f"{run}: exists, is not empty and is not a gensar run directory (no {MARKER}); "
+                          "refusing to write into it (choose a new or empty directory)")
+    created = not run.exists()
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"{run}: cannot create the run directory: {err.strerror or err}") from None
+    try:
+        locks.hold(run / LOCK_NAME, run)
+    except OSError as err:
+        raise OutputError(f"{run}: cannot lock the run directory: {err.strerror or err}") from None
+    if not (run / MARKER).exists():
+        try:
+            write_marker(run, "pipeline")
+        except OSError as err:
+            locks.release(run / LOCK_NAME)
+            if created:
+                shutil.rmtree(run, ignore_errors=True)
+            raise OutputError(f"{run}: cannot write: {err.strerror or err}") from None
+    for name in ("data", "ids", "model", "model.ckpt"):  # a killed run's half-written stages and files
+        remove_stale_temporaries(run / name)
+    for name in ("pipeline.yaml", "stages.json", "metrics.json", "model.started"):
+        remove_stale_temporaries(run / name, files=True)
+    return created
+
+
+def _run_stages(cfg: PipelineConfig, run: Path, force: bool, donor: Path | None) -> dict:
     donor_done = _read_stages(donor) if donor is not None else {}
-    run.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run / "pipeline.yaml", to_yaml(cfg))
     done = _read_stages(run)
     upstream = ""

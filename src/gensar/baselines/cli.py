@@ -15,7 +15,8 @@ from gensar.baselines.scorer import SCORERS, Scorer, build_scorer, evaluate_scor
 from gensar.data.prepared import PreparedData
 from gensar.errors import GensarError
 from gensar.eval.candidates import candidate_matrix, eval_examples
-from gensar.io import atomic_write_json, check_output_dir
+from gensar.io import atomic_write_json, check_output_dir, ensure_owned_dir
+from gensar.ownership import refuse_output_over_input
 
 
 def run_baseline(name: str, data: PreparedData, splits: tuple[str, ...] = ("valid", "test"),
@@ -52,8 +53,10 @@ def evaluate_splits(scorer: Scorer, data: PreparedData, splits: tuple[str, ...],
 
 
 def cli_baseline(args: argparse.Namespace) -> int:
+    refuse_output_over_input([("--out", args.out)], [("DATA", args.data_dir)])
     out = check_output_dir(args.out, args.overwrite)
     data = PreparedData.load(args.data_dir)
+    ensure_owned_dir(out, "baseline")
     result = run_baseline(args.name, data, cache_dir=out / "cache", full_ranking=args.full_ranking)
     atomic_write_json(out / "metrics.json", result)
     print(json.dumps({k: result[k] for k in ("valid", "test", "full_ranking") if k in result}, indent=2))

@@ -80,7 +80,16 @@ from typing import Any
 
 import pandas as pd
 
-from gensar.data.schema import BEHAVIORS, REC, SEARCH, RawDataset, make_events, make_items, validate
+from gensar.data.schema import (
+    BEHAVIORS,
+    REC,
+    SEARCH,
+    RawDataset,
+    event_problem,
+    make_events,
+    make_items,
+    validate,
+)
 from gensar.errors import GensarError, InputError
 from gensar.io import atomic_dir
 
@@ -204,6 +213,8 @@ def _read_jsonl(path: Path, text: str) -> _Table:
             record = json.loads(line)
         except json.JSONDecodeError as err:
             raise InputError(f"malformed JSON: {err.msg} (column {err.colno})", path=path, line=lineno) from None
+        except RecursionError:
+            raise InputError("malformed JSON: nested too deeply", path=path, line=lineno) from None
         if not isinstance(record, dict):
             raise InputError(f"expected a JSON object, got {type(record).__name__}", path=path, line=lineno)
         columns.update(record)
@@ -227,19 +238,37 @@ def _read_csv(path: Path, text: str) -> _Table:
             raise InputError(f"empty column name in header (column {header.index('') + 1})", path=path, line=header_end)
         records: list[tuple[_Loc, dict[str, Any]]] = []
         prev_end = header_end
+        start = header_end + 1
         for row in reader:
             start = prev_end + 1  # a quoted field may span lines: report where the record starts
             prev_end = reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
+            record = dict(zip(header, row, strict=False))
+            if prev_end > start:  # the record ran over a line end inside quotes
+                _check_single_line(record, path, start)
             if len(row) != len(header):
                 raise InputError(f"row has {len(row)} fields, the header has {len(header)}", path=path, line=start)
-            records.append((_Loc(path, start, len(records) + 1), dict(zip(header, row, strict=True))))
+            records.append((_Loc(path, start, len(records) + 1), record))
     except csv.Error as err:
-        raise InputError(f"malformed CSV: {err}", path=path, line=reader.line_num) from None
+        # where the broken record starts (an open quote swallows the lines after it)
+        raise InputError(f"malformed CSV: {err}", path=path, line=prev_end + 1) from None
     if not records:
         raise InputError("no rows after the header", path=path, line=header_end)
     return _Table(path, set(header), records, has_header=True, header_line=header_end)
+
+
+# Fields that can never hold a line break: a quote left open in one of them swallows the next
+# records into it (two events merged, one dropped), so say where the quote opened instead.
+_SINGLE_LINE_FIELDS = ("item_id", "user_id", "timestamp", "behavior", "query", "items")
+
+
+def _check_single_line(record: dict[str, str], path: Path, start: int) -> None:
+    for name in _SINGLE_LINE_FIELDS:
+        value = record.get(name)
+        if value is not None and ("\n" in value or "\r" in value):
+            raise InputError("a quoted value runs over a line end (a quote opened on this line is not closed "
+                             "where the value should end)", path=path, line=start, field=name)
 
 
 def _read_parquet(path: Path) -> _Table:
@@ -313,6 +342,9 @@ def _parse_events(table: _Table, known_items: dict[str, _Loc]) -> list[dict[str,
         for item in items:
             if item not in known_items:
                 raise loc.error(f"unknown item '{item}' (not in the items table)", field)
+        problem = event_problem(user_id, behavior, query, items)
+        if problem is not None:
+            raise loc.error(problem[1], problem[0])
         out.append({"user_id": user_id, "timestamp": timestamp, "behavior": behavior, "query": query, "items": items})
     return out
 
@@ -355,6 +387,13 @@ def _categories(value: Any, loc: _Loc) -> list[str]:
 
 
 def _timestamp(value: Any, loc: _Loc) -> int:
+    ts = _timestamp_value(value, loc)
+    if not -(2**63) <= ts < 2**63:  # stored as int64 (pandas, Parquet)
+        raise loc.error(f"timestamp {ts} is out of range (must fit in 64 bits; seconds since 1970)", "timestamp")
+    return ts
+
+
+def _timestamp_value(value: Any, loc: _Loc) -> int:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise loc.error("missing required value", "timestamp")
     if isinstance(value, bool):
@@ -414,7 +453,7 @@ def write_canonical(
     """
     items, events = _tables(raw_or_items, events)
     _check_format(fmt)
-    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+    with atomic_dir(out_dir, overwrite=overwrite, kind="canonical") as tmp:
         write_tables(items, events, tmp, fmt)
     return Path(out_dir)
 

@@ -17,7 +17,7 @@ from typing import Literal
 import pandas as pd
 
 from gensar import __version__
-from gensar.config import load_config, require, to_dict
+from gensar.config import load_config, require, require_seed, to_dict
 from gensar.data.candidates import BM25Config, build_candidates
 from gensar.data.kcore import kcore, log_counts
 from gensar.data.prepared import SPLITS, PreparedData
@@ -26,6 +26,10 @@ from gensar.data.schema import BEHAVIORS, SEARCH, RawDataset, validate
 from gensar.data.splits import leave_one_out
 from gensar.errors import GensarError
 from gensar.io import check_output_dir
+from gensar.ownership import refuse_output_over_input
+
+
+MAX_COUNT = 2**31 - 1  # history lengths, k-core thresholds and list sizes: int32 is plenty, and safe
 
 
 @dataclass(frozen=True)
@@ -48,10 +52,12 @@ class PrepareConfig:
     bm25: BM25Config = field(default_factory=BM25Config)
 
     def validate(self) -> None:
+        # upper bounds: the CLI flags skip the config's 64-bit check, and numpy/pandas overflow
         require(0.0 <= self.search_ratio <= 1.0, "search_ratio", "must be in [0, 1]")
-        require(self.max_history >= 1, "max_history", "must be >= 1")
-        require(self.kcore >= 0, "kcore", "must be >= 0 (0 = off)")
-        require(self.num_negatives >= 1, "num_negatives", "must be >= 1")
+        require_seed(self.seed)
+        require(1 <= self.max_history <= MAX_COUNT, "max_history", f"must be in 1..{MAX_COUNT}")
+        require(0 <= self.kcore <= MAX_COUNT, "kcore", f"must be in 0..{MAX_COUNT} (0 = off)")
+        require(1 <= self.num_negatives <= MAX_COUNT, "num_negatives", f"must be in 1..{MAX_COUNT}")
         require(self.min_events_per_behavior >= 2, "min_events_per_behavior", "must be >= 2 (valid + test)")
         require(self.query_max_words >= 1, "query_max_words", "must be >= 1")
         self.bm25.validate()
@@ -136,15 +142,30 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
     return cfg
 
 
+def short_lists_warning(manifest: dict) -> None:
+    """Say on stderr when candidate lists hold fewer negatives than asked (a small catalog):
+    metrics over them are not comparable with the full-size protocol."""
+    cands = manifest.get("candidates", {})
+    short = int(cands.get("short_lists", 0))
+    if short:
+        print(f"gensar prepare: warning: {short} of {cands.get('lists', '?')} candidate lists have fewer than "
+              f"--num-negatives {cands.get('num_negatives', '?')} negatives (as few as "
+              f"{cands.get('min_negatives', '?')}; the catalog has {manifest['counts']['catalog_items']} items)",
+              file=sys.stderr)
+
+
 def cli_prepare(args: argparse.Namespace) -> int:
     from gensar.data.loaders import load_dataset
 
     cfg = config_from_args(args)
+    inputs = [("SOURCE", args.source)] + ([("--config", args.config)] if args.config else [])
+    refuse_output_over_input([("--out", args.out)], inputs)
     check_output_dir(args.out, args.overwrite)  # fail before the slow part
     start = time.perf_counter()
     raw = load_dataset(args.source, args.format)
     data = prepare(raw, cfg, progress=sys.stderr.isatty())
     data.save(args.out, overwrite=args.overwrite)
+    short_lists_warning(data.manifest)
     c = data.manifest["counts"]
     ex = c["examples"]
     print(

@@ -65,7 +65,7 @@ class PreparedData:
     def save(self, out: str | Path, overwrite: bool = False) -> Path:
         """Write all tables and the manifest into ``out`` atomically."""
         out = Path(out)
-        with atomic_dir(out, overwrite=overwrite) as tmp:
+        with atomic_dir(out, overwrite=overwrite, kind="prepare") as tmp:
             for name in _FILES:
                 getattr(self, name).to_parquet(tmp / f"{name}.parquet", index=False)
             manifest = dict(self.manifest, schema_version=SCHEMA_VERSION)

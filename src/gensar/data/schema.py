@@ -14,6 +14,8 @@ search log); a prepared directory adds examples and evaluation candidates (see p
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,6 +80,42 @@ def make_events(records: list[dict] | pd.DataFrame) -> pd.DataFrame:
     return df[list(EVENT_COLUMNS)]
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # NUL, newline, tab, ...: never part of an id
+_LINE_BREAK = re.compile(r"[\x00\n\r]")  # a query may hold a tab, not a line break (CSV rows, logs)
+
+
+def event_problem(user_id: str, behavior: str, query: str, items: Sequence[str]) -> tuple[str, str] | None:
+    """(field, why) when an event is not acceptable, else None.
+
+    The one validation of an event's fields, shared by every loader (through ``validate``), the
+    canonical reader (which adds the line) and the live ``/events`` API and log, so the server
+    never accepts an event that ``gensar prepare`` would reject.
+    """
+    if not user_id.strip():
+        return "user_id", "user_id must not be empty"
+    if _CONTROL.search(user_id):
+        return "user_id", f"user id {user_id!r} contains a control character (NUL, newline, tab, ...)"
+    if behavior not in BEHAVIORS:
+        return "behavior", f"behavior must be 'rec' or 'search', got '{behavior}'"
+    if behavior == REC:
+        if len(items) != 1:
+            return "items", "a rec event names exactly one clicked item"
+        if query:
+            return "query", "a rec event has no query"
+    elif not query.strip():
+        return "query", "a search event needs a non-empty query"
+    if _LINE_BREAK.search(query):
+        return "query", f"query {query!r} contains a NUL or a line break"
+    if not items:
+        return "items", "an event names at least one item"
+    seen: set[str] = set()
+    for item in items:
+        if item in seen:
+            return "items", f"item '{item}' is listed twice"
+        seen.add(item)
+    return None
+
+
 def validate(items: pd.DataFrame, events: pd.DataFrame, source: str = "") -> None:
     """Check invariants every consumer relies on; raise InputError naming what is wrong."""
     dup = items["item_id"].duplicated()
@@ -99,6 +137,9 @@ def validate(items: pd.DataFrame, events: pd.DataFrame, source: str = "") -> Non
                 raise InputError(f"interaction names unknown item '{it}' (user '{row.user_id}')", path=source or None, field="item_id")
         if row.behavior == SEARCH and not row.query.strip():
             raise InputError(f"search session of user '{row.user_id}' has an empty query", path=source or None, field="query")
+        problem = event_problem(row.user_id, row.behavior, row.query, row.items)
+        if problem is not None:
+            raise InputError(f"{problem[1]} (user {row.user_id!r})", path=source or None, field=problem[0])
 
 
 def item_text(title: str, categories: list[str], brand: str, description: str, max_chars: int = 1000) -> str:

@@ -66,11 +66,12 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from gensar.config import load_config, require, to_dict
+from gensar.config import load_config, require, require_seed, to_dict
 from gensar.data.canonical import write_tables
 from gensar.data.queries import session_queries
 from gensar.data.schema import REC, SEARCH, RawDataset, make_events, make_items
 from gensar.io import atomic_dir, check_output_dir
+from gensar.ownership import refuse_output_over_input
 
 ROOT = "Shop"
 
@@ -90,6 +91,7 @@ VOCABULARY: dict[str, tuple[str, ...]] = {
     "Lighting": ("Lamp", "Lantern", "Flashlight", "Bulb", "Floodlight", "Headlamp", "Spotlight", "Work Light"),
 }
 MAX_LEAVES_PER_DEPARTMENT = min(len(v) for v in VOCABULARY.values())
+MAX_SIZE = 10_000_000  # users or items of a synthetic world (far beyond what fits a CPU run)
 LEAF_MODIFIERS = ("Digital", "Portable", "Professional", "Compact", "Heavy-Duty", "Cordless", "Precision",
                   "Industrial", "Mini", "Smart")
 TITLE_ATTRIBUTES = ("Pro", "Ultra", "Max", "Classic", "Eco", "Plus", "Lite", "Steel")
@@ -135,7 +137,9 @@ class SynthConfig:
     mean_gap_s: int = 86_400
 
     def validate(self) -> None:
-        require(self.n_users >= 1, "n_users", "must be >= 1")
+        require(1 <= self.n_users <= MAX_SIZE, "n_users", f"must be in 1..{MAX_SIZE}")
+        require(self.n_items <= MAX_SIZE, "n_items", f"must be <= {MAX_SIZE}")
+        require_seed(self.seed)
         require(1 <= self.n_departments <= len(VOCABULARY), "n_departments", f"must be in 1..{len(VOCABULARY)}")
         require(1 <= self.leaves_per_department <= MAX_LEAVES_PER_DEPARTMENT, "leaves_per_department",
                 f"must be in 1..{MAX_LEAVES_PER_DEPARTMENT}")
@@ -421,10 +425,12 @@ def cli_synth(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={value}")
     cfg = load_config(SynthConfig, args.config, overrides)
     out = Path(args.out)
+    if args.config:
+        refuse_output_over_input([("--out", out)], [("--config", args.config)])
     check_output_dir(out, args.overwrite)  # fail before spending time on generation
     start = time.perf_counter()
     raw = generate_world(cfg)
-    with atomic_dir(out, overwrite=args.overwrite) as tmp:
+    with atomic_dir(out, overwrite=args.overwrite, kind="synth") as tmp:
         write_tables(raw.items, raw.events, tmp, "jsonl")
         truth = {
             "generator": "gensar synth",

@@ -35,11 +35,14 @@ from gensar.data.schema import REC
 from gensar.embed.sasrec import SASRecConfig
 from gensar.errors import GensarError
 from gensar.io import atomic_dir, check_output_dir
+from gensar.ownership import refuse_output_over_input
 from gensar.runtime import configure_threads
 
 
 def cli_sasrec(args: argparse.Namespace) -> int:
     cfg = load_config(SASRecConfig, args.config, args.overrides)
+    refuse_output_over_input([("--out", args.out)], [("DATA", args.data_dir)]
+                             + ([("--config", args.config)] if args.config else []))
     check_output_dir(args.out, args.overwrite)  # fail before training, not after
     if args.full_ranking and args.protocol != "gensar":
         # the sasrec protocol's own split holds out other items than the prepared examples
@@ -71,7 +74,7 @@ def cli_sasrec(args: argparse.Namespace) -> int:
     }
     if args.full_ranking:
         metrics["full_ranking"] = full_ranking_block(SASRecScorer(trained.model), data)
-    with atomic_dir(args.out, overwrite=args.overwrite) as tmp:
+    with atomic_dir(args.out, overwrite=args.overwrite, kind="sasrec") as tmp:
         trained.save(tmp / "model.pt")
         (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
         (tmp / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")

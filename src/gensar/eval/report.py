@@ -208,7 +208,7 @@ def tradeoff_plot(rows: list[dict], split: str, path: Path) -> None:
 
 def write_report(paths: list[str], out: str | Path, split: str = "test", overwrite: bool = False) -> Path:
     rows = group_runs([read_run(p) for p in paths])
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, kind="report") as tmp:
         lines = ["# gensar report", "", (f"Split: **{split}** (sampled protocol: target + 99 candidates). "
                                           "Several seeds: mean ± sample standard deviation."), "",
                  markdown_table(rows, split), ""]
@@ -229,6 +229,9 @@ def write_report(paths: list[str], out: str | Path, split: str = "test", overwri
 
 
 def cli_report(args: argparse.Namespace) -> int:
+    from gensar.ownership import refuse_output_over_input
+
+    refuse_output_over_input([("--out", args.out)], [("RUN", r) for r in args.runs])
     out = write_report(args.runs, args.out, args.split, args.overwrite)
     print((out / "report.md").read_text(encoding="utf-8"))
     return 0

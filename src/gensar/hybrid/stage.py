@@ -92,7 +92,7 @@ def fit_hybrid(run_dir: str | Path, cfg: HybridConfig, sasrec_cfg: SASRecConfig,
     trained = TrainedModel.load(run / "model")
     out = run / HYBRID_DIR
     start = time.perf_counter()
-    with atomic_dir(out, overwrite=True) as tmp:
+    with atomic_dir(out, overwrite=True, kind="hybrid") as tmp:
         sasrec = None
         if "sasrec" in cfg.rec_scorers:
             proto = gensar_protocol(data)
@@ -124,7 +124,7 @@ def fit_hybrid(run_dir: str | Path, cfg: HybridConfig, sasrec_cfg: SASRecConfig,
 
 def skip_hybrid(run_dir: str | Path, cfg: HybridConfig) -> None:
     """The stage's output when the hybrid is off: its config alone (evaluation and serving use the beam)."""
-    with atomic_dir(Path(run_dir) / HYBRID_DIR, overwrite=True) as tmp:
+    with atomic_dir(Path(run_dir) / HYBRID_DIR, overwrite=True, kind="hybrid") as tmp:
         atomic_write_text(tmp / "config.yaml", to_yaml(cfg))
 
 

@@ -9,6 +9,7 @@ from gensar.config import load_config
 from gensar.data.prepared import PreparedData
 from gensar.ids.stage import IdsConfig, build_ids
 from gensar.io import check_output_dir
+from gensar.ownership import refuse_output_over_input
 from gensar.runtime import configure_threads
 
 
@@ -18,6 +19,8 @@ def cli_ids(args: argparse.Namespace) -> int:
     if args.variant is not None:
         overrides.append(f"rqvae.variant={args.variant}")
     cfg = load_config(IdsConfig, args.config, overrides)
+    refuse_output_over_input([("--out", args.out)], [("DATA", args.data_dir)]
+                             + ([("--config", args.config)] if args.config else []))
     check_output_dir(args.out, args.overwrite)
     data = PreparedData.load(args.data_dir)
     report = build_ids(data, cfg, args.out, overwrite=args.overwrite)

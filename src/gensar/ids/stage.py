@@ -108,7 +108,7 @@ def build_ids(data: PreparedData, cfg: IdsConfig, out: str | Path, overwrite: bo
         "final_losses": result.final_losses,
         "reconstruction_cosine": model.reconstruction_cosine(semantic, collaborative),
     }
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, kind="ids") as tmp:
         np.save(tmp / "semantic_emb.npy", semantic)
         np.save(tmp / "collaborative_emb.npy", collaborative)
         save_checkpoint(model, tmp / "rqvae.pt")

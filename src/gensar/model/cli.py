@@ -13,6 +13,12 @@ def cli_train(args: argparse.Namespace) -> int:
     from gensar.model.train import ModelRunConfig, train
     from gensar.runtime import configure_threads
 
+    from gensar.ownership import refuse_output_over_input
+
+    out_ckpt = f"{args.out.rstrip('/')}.ckpt"
+    refuse_output_over_input([("--out", args.out), ("--out (checkpoint)", out_ckpt)],
+                             [("DATA", args.data_dir), ("--ids", args.ids)]
+                             + ([("--config", args.config)] if args.config else []))
     cfg = None
     if args.config is not None or args.overrides or not args.resume:
         cfg = load_config(ModelRunConfig, args.config, args.overrides)

@@ -76,6 +76,7 @@ from gensar.model.tokenizer import build_tokenizer, load_tokenizer
 from gensar.model.train_config import ModelRunConfig, TrainConfig
 from gensar.runtime import configure_threads, seed_everything
 from gensar.train_utils import param_groups
+from gensar.ownership import is_ours, write_marker
 
 __all__ = ["ModelRunConfig", "TrainConfig", "TrainResult", "checkpoint_dir", "train", "trained_behaviors"]
 
@@ -108,7 +109,7 @@ def train(
     ids = IdMaps.load(ids_path)
     ids.require_items(data.items["item_id"].tolist(), ids_path)
     fingerprint = _fingerprint(data, ids)
-    cfg = _check_start(out, work, cfg, fingerprint, resume, overwrite)
+    cfg = _check_start(out, work, cfg, fingerprint, resume, overwrite, env.is_main)
     device = select_device(cfg.train.device, env)
     if cfg.train.threads > 0:
         configure_threads(cfg.train.threads)
@@ -119,8 +120,9 @@ def train(
     try:
         barrier(env)  # every rank has checked the directories before rank 0 touches them
         if env.is_main and not resume:
-            shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(work, ignore_errors=True)  # _check_start made sure it is ours
             work.mkdir(parents=True)
+            write_marker(work, "checkpoint")
             atomic_write_json(work / "run_config.json", {"config": to_dict(cfg), "fingerprint": fingerprint})
         return _run(data, ids, out, work, cfg, resume, overwrite, env, device)
     finally:
@@ -131,10 +133,14 @@ def train(
 
 
 def _check_start(
-    out: Path, work: Path, cfg: ModelRunConfig | None, fingerprint: dict, resume: bool, overwrite: bool
+    out: Path, work: Path, cfg: ModelRunConfig | None, fingerprint: dict, resume: bool, overwrite: bool,
+    is_main: bool = True,
 ) -> ModelRunConfig:
-    """Refuse to clobber output or to resume something else; the config this run uses."""
-    check_output_dir(out, overwrite)
+    """Refuse to clobber output or to resume something else; the config this run uses.
+
+    Only rank 0 locks the output: the other ranks of one torchrun are not second writers.
+    """
+    check_output_dir(out, overwrite, lock=is_main)
     if resume:
         if not (work / "run_config.json").is_file():
             raise GensarError(f"{work}: no interrupted run to resume (no run_config.json)")
@@ -154,6 +160,8 @@ def _check_start(
         raise GensarError(
             f"{work}: an interrupted run exists; pass --resume to continue it or --overwrite to start over"
         )
+    if work.is_dir() and any(work.iterdir()) and not is_ours(work):
+        raise GensarError(f"{work}: exists, is not empty and was not written by gensar; refusing to replace it")
     return cfg if cfg is not None else ModelRunConfig()
 
 
@@ -178,12 +186,12 @@ def _run(
     if cfg.backbone.pretrained is not None:
         model, tokenizer = load_pretrained_backbone(cfg.backbone, added)
         if env.is_main and not has_tokenizer:
-            with atomic_dir(work / "tokenizer", overwrite=True) as tmp:
+            with atomic_dir(work / "tokenizer", overwrite=True, kind="tokenizer") as tmp:
                 tokenizer.save_pretrained(str(tmp))
     else:
         if env.is_main and not has_tokenizer:
             corpus = tokenizer_corpus(data, cfg.tasks.prompt_style)
-            with atomic_dir(work / "tokenizer", overwrite=True) as tmp:
+            with atomic_dir(work / "tokenizer", overwrite=True, kind="tokenizer") as tmp:
                 build_tokenizer(corpus, added, cfg.tokenizer).save_pretrained(str(tmp))
         barrier(env)
         tokenizer = load_tokenizer(work / "tokenizer")
@@ -360,7 +368,7 @@ def _write_model_dir(
         **meta,
     }
     model.cpu()
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, kind="model") as tmp:
         save_model(model, tokenizer, tmp)
         atomic_write_json(tmp / "train_state.json", _jsonable(state))
         atomic_write_json(tmp / "gensar_model.json", {"config": to_dict(cfg)})

@@ -12,8 +12,11 @@ Log format, one JSON object per line, ``\\n``-terminated, in acknowledgement ord
 ``seq`` counts from 1. On start the log is replayed. Because each record is written with one
 ``write`` and acknowledged after ``fsync``, a crash can only leave a *torn last line* (no final
 ``\\n``): that record was never acknowledged, so replay skips it with a warning and a writer cuts
-it off before appending. Any other malformed line is an ``InputError`` naming file and line (the
-server refuses to start rather than silently drop acknowledged events).
+it off before appending. Only a tail that can be such a record is cut (it starts like record
+``seq`` N+1, see ``is_torn_record``): a file that is not an events log, say a text file without a
+final newline given as ``--events-log``, is refused, never emptied. Any other malformed line is an
+``InputError`` naming file and line (the server refuses to start rather than silently drop
+acknowledged events).
 
 One process writes a log at a time (an exclusive ``flock``); readers (``gensar recommend``
 while a server runs) replay it read-only.
@@ -34,7 +37,7 @@ from typing import IO
 
 import pandas as pd
 
-from gensar.data.schema import REC, SEARCH
+from gensar.data.schema import REC, SEARCH, event_problem
 from gensar.errors import GensarError, InputError
 from gensar.io import text_lines
 from gensar.serve.engine import HistoryEvent
@@ -59,16 +62,11 @@ class LoggedEvent:
 
 
 def check_event(user_id: str, event: HistoryEvent, known_item: Callable[[str], bool]) -> str | None:
-    """Why (user, event) cannot be logged, or None. Shared by the HTTP API and log replay."""
-    if not user_id.strip():
-        return "user_id must not be empty"
-    if event.behavior == REC:
-        if len(event.items) != 1:
-            return "a rec event names exactly one clicked item"
-        if event.query:
-            return "a rec event has no query"
-    elif not event.query.strip():
-        return "a search event needs a non-empty query"
+    """Why (user, event) cannot be logged, or None. Shared by the HTTP API and log replay, and
+    the same rules as ``gensar prepare`` (``schema.event_problem``)."""
+    problem = event_problem(user_id, event.behavior, event.query, event.items)
+    if problem is not None:
+        return problem[1]
     for item in event.items:
         if not known_item(item):
             return f"unknown item '{item}'"
@@ -80,6 +78,8 @@ def parse_line(line: str, path: Path, lineno: int, known_item: Callable[[str], b
         obj = json.loads(line)
     except json.JSONDecodeError as err:
         raise InputError(f"invalid JSON: {err.msg}", path=path, line=lineno) from None
+    except RecursionError:
+        raise InputError("invalid JSON: nested too deeply", path=path, line=lineno) from None
     if not isinstance(obj, dict):
         raise InputError("expected a JSON object", path=path, line=lineno)
     types = {"seq": int, "user_id": str, "behavior": str, "query": str, "items": list, "timestamp": int}
@@ -103,9 +103,6 @@ def read_log(path: str | Path, known_item: Callable[[str], bool]) -> tuple[list[
         return [], 0
     data = path.read_bytes()
     good = data.rfind(b"\n") + 1  # bytes up to and including the last newline
-    if good < len(data):
-        log.warning("%s: skipping a torn last line (%d bytes; the server was stopped mid-write, "
-                    "the event was never acknowledged)", path, len(data) - good)
     records: list[LoggedEvent] = []
     for lineno, line in text_lines(data[:good], path):
         rec = parse_line(line, path, lineno, known_item)
@@ -113,7 +110,25 @@ def read_log(path: str | Path, known_item: Callable[[str], bool]) -> tuple[list[
         if rec.seq != expected:
             raise InputError(f"seq {rec.seq} out of order (expected {expected})", path=path, line=lineno, field="seq")
         records.append(rec)
+    if good < len(data):
+        next_seq = records[-1].seq + 1 if records else 1
+        if not is_torn_record(data[good:], next_seq):
+            raise InputError("not an events log: the last line has no newline and is not the start of record "
+                             f"seq {next_seq} (refusing to cut it)", path=path, line=data.count(b"\n") + 1)
+        log.warning("%s: skipping a torn last line (%d bytes; the server was stopped mid-write, "
+                    "the event was never acknowledged)", path, len(data) - good)
     return records, good
+
+
+def is_torn_record(tail: bytes, seq: int) -> bool:
+    """Whether ``tail`` (a last line without newline) can be a write of record ``seq`` cut short.
+
+    Every record starts with exactly ``{"seq": N, `` (``LoggedEvent.to_json``) and is written in
+    one ``write``, so a torn one is a prefix of a record: it starts with that head, or is a prefix
+    of it. Anything else is not ours to cut (a user's text file given as ``--events-log``).
+    """
+    head = f'{{"seq": {seq}, '.encode("ascii")
+    return tail.startswith(head) or head.startswith(tail)
 
 
 class EventLog:
@@ -121,8 +136,12 @@ class EventLog:
 
     def __init__(self, path: str | Path, known_item: Callable[[str], bool]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[bytes] = open(self.path, "ab+")  # noqa: SIM115 - kept open for the server's lifetime
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh: IO[bytes] = open(self.path, "ab+")  # noqa: SIM115 - kept open for the server's lifetime
+        except OSError as err:  # a read-only run directory: say so at start, not on the first event
+            raise GensarError(f"{self.path}: cannot open the events log for writing: {err.strerror or err} "
+                              "(pass --events-log to a writable place)") from None
         try:
             fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

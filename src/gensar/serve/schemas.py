@@ -81,13 +81,11 @@ class EventRequest(_Request):
 
     @model_validator(mode="after")
     def _consistent(self) -> EventRequest:
-        if self.behavior == "rec":
-            if len(self.items) != 1:
-                raise ValueError("a rec event names exactly one clicked item")
-            if self.query:
-                raise ValueError("a rec event has no query")
-        elif not self.query.strip():
-            raise ValueError("a search event needs a non-empty query")
+        from gensar.data.schema import event_problem  # the rules gensar prepare applies
+
+        problem = event_problem(self.user_id, self.behavior, self.query, self.items)
+        if problem is not None:
+            raise ValueError(problem[1])
         return self
 
 

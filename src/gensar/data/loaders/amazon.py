@@ -76,6 +76,8 @@ def parse_record(text: str, path: Path, line: int) -> dict:
     """One line as a dict: JSON, else a Python dict literal (2014 metadata dumps)."""
     try:
         record = json.loads(text)
+    except RecursionError:
+        raise InputError("malformed line: JSON nested too deeply", path=path, line=line) from None
     except ValueError:
         try:
             record = ast.literal_eval(text)
