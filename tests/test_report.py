@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gensar.cli import main
-from gensar.eval.report import METRICS, group_runs, read_run, tradeoff_points
+from gensar.report import METRICS, group_runs, read_run, tradeoff_points
 
 
 def _run(root: Path, name: str, rec_hr10: float, search_hr10: float | None, seed: int | None,

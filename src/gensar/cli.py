@@ -83,7 +83,7 @@ def _add_sasrec(sub: argparse._SubParsersAction) -> Handler:
                    help="also rank the whole catalog (gensar protocol): a full_ranking block with "
                         "recall/ndcg@5/10/20")
     _common_out(p)
-    return "gensar.embed.sasrec_cli:cli_sasrec"
+    return "gensar.baselines.sasrec_cli:cli_sasrec"
 
 
 def _add_ids(sub: argparse._SubParsersAction) -> Handler:
@@ -210,7 +210,7 @@ def _add_report(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--out", required=True)
     p.add_argument("--split", default="test", choices=["valid", "test"])
     _common_out(p)
-    return "gensar.eval.report:cli_report"
+    return "gensar.report:cli_report"
 
 
 _BUILDERS: tuple[Callable[[argparse._SubParsersAction], Handler], ...] = (

@@ -131,7 +131,7 @@ def claim_run_dir(run: Path) -> bool:
             if created:
                 shutil.rmtree(run, ignore_errors=True)
             raise OutputError(f"{run}: cannot write: {err.strerror or err}") from None
-    for name in ("data", "ids", "model", "model.ckpt"):  # a killed run's half-written stages and files
+    for name in ("data", "ids", "model", "model.ckpt", "hybrid"):  # a killed run's half-written stages and files
         remove_stale_temporaries(run / name)
     for name in ("pipeline.yaml", "stages.json", "metrics.json", "model.started"):
         remove_stale_temporaries(run / name, files=True)
