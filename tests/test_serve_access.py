@@ -139,17 +139,24 @@ def test_loopback_hosts():
     (["--api-key-file", "{empty}"], "{empty}: the API key file is empty"),
     (["--api-key-file", "{missing}"], "{missing}: file not found"),
     (["--max-body-bytes", "0"], "--max-body-bytes must be >= 1 (got 0)"),
+    # Allowed, so these get as far as the (busy) port:
+    (["--host", "0.0.0.0", "--insecure"], "cannot listen on 0.0.0.0:{port}: Address already in use"),
+    (["--host", "0.0.0.0", "--api-key-file", "{key}"], "cannot listen on 0.0.0.0:{port}: Address already in use"),
 ])
 def test_serve_refuses_before_listening(run_dir, tmp_path, capsys, extra, message):
     (tmp_path / "empty").write_text("\n")
-    paths = {"empty": str(tmp_path / "empty"), "missing": str(tmp_path / "missing")}
+    (tmp_path / "key").write_text(KEY)
+    paths = {"empty": str(tmp_path / "empty"), "missing": str(tmp_path / "missing"), "key": str(tmp_path / "key")}
     extra = [a.format(**paths) for a in extra]
-    with socket.socket() as probe:  # a free port that must stay free: the refusal comes before the bind
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    assert main(["serve", str(run_dir), "--engine", "fake", "--port", str(port), *extra]) == 2
+    # A busy port: the refusal must come before the bind, and code that bound first fails on it with
+    # another message instead of serving forever.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["serve", str(run_dir), "--engine", "fake", "--port", str(port), *extra]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("gensar serve: error: " + message.format(**paths)) and err.count("\n") == 1
+    assert err.startswith("gensar serve: error: " + message.format(**paths, port=port)) and err.count("\n") == 1
     assert "Traceback" not in err
     assert not (run_dir / "live_events.jsonl").exists()
 
@@ -267,10 +274,11 @@ def test_real_server_refuses_big_bodies_by_header_and_by_stream(live):
     # 50 MB announced: answered from the headers alone, before the client has sent any of it.
     answer = _raw_request(live, f"POST /events HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 50000000\r\n\r\n", b"")
     assert answer.startswith(b"HTTP/1.1 413 ") and b"65536-byte limit" in answer
-    # Chunked, no length: refused once 65,536 bytes have streamed in (here 96 kB are sent, then nothing).
+    # Chunked, no length: refused once more than 65,536 bytes have streamed in. 65,537 are sent, then
+    # nothing: the server has read all of it when it answers (unread bytes would turn its close into a reset).
     chunk = b"8000\r\n" + b"x" * 0x8000 + b"\r\n"
     answer = _raw_request(live, f"POST /events HTTP/1.1\r\nHost: x\r\n{auth}Transfer-Encoding: chunked\r\n\r\n",
-                          chunk * 3)
+                          chunk * 2 + b"1\r\nx\r\n")
     assert answer.startswith(b"HTTP/1.1 413 ") and b"65536-byte limit" in answer
     # A chunked body within the cap is read whole and answered as usual.
     body = json.dumps(EVENT).encode()
