@@ -115,7 +115,7 @@ class BodyLimit:
             await self._refuse(scope, receive, send)  # nothing of the body has been read
             return
         # Read the body here, counting, so a chunked (or lying) body cannot grow past the cap; the
-        # application then gets it as one message. Memory: at most max_bytes plus one chunk.
+        # application then gets it as one message. Memory: about twice max_bytes (the chunks, then joined).
         chunks: list[bytes] = []
         size = 0
         while True:
