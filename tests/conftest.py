@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -16,11 +17,22 @@ REPO = Path(__file__).resolve().parents[1]
 SCIENTIFIC = REPO.parent / "shared" / "data" / "amazon-scientific"
 
 
-@pytest.fixture(autouse=True, scope="session")
+# Hypothesis draws the same examples on every run (a suite that cannot flake); HYPOTHESIS_PROFILE=explore
+# draws new ones, for hunting bugs rather than for CI.
+settings.register_profile("ci", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
 def _torch_threads():
+    """Every test starts with $GENSAR_THREADS (default 1) torch threads: an in-process CLI call sets
+    all cores (configure_threads), which would otherwise leak into whichever tests run after it."""
     import torch
 
-    torch.set_num_threads(int(os.environ.get("GENSAR_THREADS", "1")))
+    n = int(os.environ.get("GENSAR_THREADS", "1"))
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
 @pytest.fixture

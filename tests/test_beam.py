@@ -20,6 +20,30 @@ VOCAB = 24
 BEHAVIOR = 2  # stands for a behavior token such as <rec>
 CODES = range(3, VOCAB)  # identifier tokens (0 pad/start, 1 eos, 2 behavior)
 
+# Tolerances come from the arithmetic, so they hold for any thread count, batch shape or CPU kernel
+# (each sums in its own order). Two float32 evaluations of a logit differ by a few eps times the size
+# of the terms it sums, sum_i |h_i W_vi|, not times the logit itself: a logit that cancels to ~0 from
+# terms of size 100 is off by ~100 eps (the flake was 1.1e-5 on a logit of 0.04 with terms of 150).
+# Measured here: at most 2 eps x that size, at 1 and 2 threads. SLACK leaves room for other kernels;
+# a real bug (a wrong cache row, position bias or beam origin) moves logits by over 1e-2 x that size.
+EPS = torch.finfo(torch.float32).eps
+SLACK = 16
+
+
+def logit_tol(hidden: torch.Tensor, weight: torch.Tensor) -> float:
+    """Tolerance for logits ``hidden @ weight.T`` computed two ways: SLACK eps x the largest term sum."""
+    return SLACK * EPS * float((hidden.abs() @ weight.abs().T).max())
+
+
+def score_tol(model: T5ForConditionalGeneration, ids: torch.Tensor, mask: torch.Tensor, steps: int) -> float:
+    """Tolerance for log-probs summed over ``steps`` decoding steps: each step adds a logit and a
+    log-sum-exp, each off by SLACK eps x the size of the logits (measured on one pass through every token)."""
+    vocab = model.config.vocab_size
+    with torch.no_grad():
+        every = torch.arange(vocab).expand(ids.shape[0], vocab)
+        size = model(input_ids=ids, attention_mask=mask, decoder_input_ids=every).logits.abs().max()
+    return 2 * steps * SLACK * EPS * float(size)
+
 
 def tiny_t5(
     seed: int, vocab: int = VOCAB, encoder_layers: int = 1, overrides: dict | None = None
@@ -54,7 +78,7 @@ def encoder_inputs(seed: int, batch: int, length: int = 6) -> tuple[torch.Tensor
     return ids, mask
 
 
-def assert_same_ranking(items, scores, ref_scores_by_item: dict[int, float], k: int, tol: float = 1e-4):
+def assert_same_ranking(items, scores, ref_scores_by_item: dict[int, float], k: int, tol: float):
     """``items`` is a valid top-k of the reference up to ties, and ``scores`` are the true log-probs."""
     ranked = sorted(ref_scores_by_item.values(), reverse=True)[:k]
     got = [int(i) for i in items[:k]]
@@ -85,6 +109,7 @@ def test_exhaustive_beam_equals_brute_force(seqs, seed, small_beam):
     trie = IdTrie.build([list(s) for s in seqs])
     ref = brute_force_scores(model, ids, mask, [BEHAVIOR], seqs)  # [B, M]
     n = len(seqs)
+    tol = score_tol(model, ids, mask, steps=trie.max_depth + 1)
 
     # beam >= number of items: the search is exhaustive and must return brute-force ranking.
     out = constrained_beam_search(model, ids, mask, trie, [BEHAVIOR], beam_size=n + 2)
@@ -96,7 +121,7 @@ def test_exhaustive_beam_equals_brute_force(seqs, seed, small_beam):
     for b in range(2):
         assert sorted(out.items[b, :n].tolist()) == list(range(n))  # every item exactly once
         assert out.items[b, n:].tolist() == [-1, -1] and torch.isinf(out.scores[b, n:]).all()
-        assert_same_ranking(out.items[b], out.scores[b], dict(enumerate(ref[b].tolist())), k=n)
+        assert_same_ranking(out.items[b], out.scores[b], dict(enumerate(ref[b].tolist())), k=n, tol=tol)
         for j, item in enumerate(out.items[b, :n].tolist()):
             assert tuple(t for t in out.tokens[b, j].tolist() if t >= 0) == seqs[item]
 
@@ -106,7 +131,7 @@ def test_exhaustive_beam_equals_brute_force(seqs, seed, small_beam):
         got = small.items[b][small.items[b] >= 0].tolist()
         assert len(got) == min(small_beam, n) and len(set(got)) == len(got)
         for item, score in zip(got, small.scores[b].tolist()):
-            assert score == pytest.approx(float(ref[b, item]), abs=1e-4)
+            assert score == pytest.approx(float(ref[b, item]), abs=tol)
         assert (small.scores[b, :-1] >= small.scores[b, 1:]).all()
 
 
@@ -121,11 +146,12 @@ def test_matches_transformers_generate_with_prefix_allowed_tokens_fn():
         model, ids, mask, DictTrie(seqs), torch.tensor([BEHAVIOR]), 3, 8, 5
     )
     assert (items >= 0).all()
-    torch.testing.assert_close(ours.scores, scores, atol=1e-4, rtol=0)
+    tol = score_tol(model, ids, mask, steps=4)
+    torch.testing.assert_close(ours.scores, scores, atol=tol, rtol=0)
     for b in range(4):
         for pos in range(5):  # same item unless the two candidates tie
             if ours.items[b, pos] != items[b, pos]:
-                assert abs(float(scores[b, pos]) - float(ours.scores[b, pos])) < 1e-4
+                assert abs(float(scores[b, pos]) - float(ours.scores[b, pos])) < tol
 
 
 def test_candidate_lists_forest():
@@ -140,11 +166,12 @@ def test_candidate_lists_forest():
     forest = IdTrie.build_forest(codes, cands)
     out = constrained_beam_search(model, ids, mask.bool(), forest, prefix, beam_size=12)  # bool mask works too
     ref = brute_force_scores(model, ids, mask, prefix, seqs)  # [B, all items]
+    tol = score_tol(model, ids, mask, steps=4)
     for b in range(3):
         allowed = [int(i) for i in cands[b] if i >= 0]
         assert set(out.items[b][out.items[b] >= 0].tolist()) == set(allowed)
         assert_same_ranking(
-            out.items[b], out.scores[b], {i: float(ref[b, i]) for i in allowed}, k=len(allowed)
+            out.items[b], out.scores[b], {i: float(ref[b, i]) for i in allowed}, k=len(allowed), tol=tol
         )
     # roots= picks a root of a larger forest for each example
     again = constrained_beam_search(
@@ -156,7 +183,7 @@ def test_candidate_lists_forest():
         beam_size=12,
         roots=torch.tensor([1]),
     )
-    torch.testing.assert_close(again.scores[0], out.scores[1], atol=1e-5, rtol=0)
+    torch.testing.assert_close(again.scores[0], out.scores[1], atol=tol, rtol=0)  # batch of 1 vs of 3
 
 
 def test_unconstrained_exhaustive_beam_equals_brute_force():
@@ -168,9 +195,10 @@ def test_unconstrained_exhaustive_beam_equals_brute_force():
     ref = brute_force_scores(model, ids, mask, [], every)  # [B, 36], no forced prefix
     out = beam_search(model, ids, mask, [], num_steps=2, beam_size=len(every), top_k=10)
     assert out.tokens.shape == (2, 10, 2)
+    tol = score_tol(model, ids, mask, steps=2)
     for b in range(2):
         got = [every.index(tuple(t)) for t in out.tokens[b].tolist()]
-        assert_same_ranking(got, out.scores[b], dict(enumerate(ref[b].tolist())), k=10)
+        assert_same_ranking(got, out.scores[b], dict(enumerate(ref[b].tolist())), k=10, tol=tol)
 
 
 def test_fewer_items_than_k_pads():
@@ -221,13 +249,13 @@ def test_t5_beam_decoder_matches_model_forward(overrides):
     with torch.inference_mode():
         dec = T5BeamDecoder(model, ids, mask)
         hidden = dec.start(seqs[:, 0, 1:3])  # [B, d]: one row per example
-        torch.testing.assert_close(dec.head.logits(hidden), ref[:, 0, 2], atol=1e-5, rtol=1e-5)
+        tol = logit_tol(hidden, dec.head.weight)
+        torch.testing.assert_close(dec.head.logits(hidden), ref[:, 0, 2], atol=tol, rtol=0)
         origin = torch.arange(2).repeat_interleave(3)  # expand to 3 rows per example
         for t in range(3, 8):  # past the relative-position bucket limits of the third config
             hidden = dec.advance(origin, seqs[:, :, t].reshape(-1))  # [B*3, d]
-            torch.testing.assert_close(
-                dec.head.logits(hidden).view(2, 3, -1), ref[:, :, t], atol=1e-5, rtol=1e-5
-            )
+            tol = logit_tol(hidden, dec.head.weight)
+            torch.testing.assert_close(dec.head.logits(hidden).view(2, 3, -1), ref[:, :, t], atol=tol, rtol=0)
             origin = torch.arange(6)
 
 
@@ -244,7 +272,8 @@ def test_beam_rows_follow_their_origin():
             attention_mask=mask.repeat_interleave(2, 0),
             decoder_input_ids=torch.tensor([[0, 5, 8, 4], [0, 5, 7, 4], [0, 6, 10, 4], [0, 6, 9, 4]]),
         ).logits
-        torch.testing.assert_close(dec.head.logits(swapped), ref[:, -1], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(dec.head.logits(swapped), ref[:, -1], atol=logit_tol(swapped, dec.head.weight),
+                                   rtol=0)
 
 
 def test_output_head_chunked_reductions_equal_full_logits():
@@ -253,15 +282,19 @@ def test_output_head_chunked_reductions_equal_full_logits():
     hidden = torch.randn(5, 8, generator=g) * 3
     head = OutputHead(weight, bias, block_elements=1000)  # forces many chunks, a ragged last one
     full = hidden @ weight.T + bias  # [5, 1001]
-    torch.testing.assert_close(head.logsumexp(hidden), torch.logsumexp(full, 1), atol=1e-5, rtol=1e-6)
+    # Chunks sum in another order than one matmul: logits differ by logit_tol (the bias adds a term);
+    # a log-sum-exp by that much too, plus a few eps relative for its sum of 1001 exponentials.
+    tol = logit_tol(hidden, weight) + SLACK * EPS * float(bias.abs().max())
+    lse_rtol = SLACK * EPS
+    torch.testing.assert_close(head.logsumexp(hidden), torch.logsumexp(full, 1), atol=tol, rtol=lse_rtol)
     best, tok, lse = head.topk(hidden, 7)
     ref_best, ref_tok = full.topk(7, dim=1)
-    torch.testing.assert_close(best, ref_best)
+    torch.testing.assert_close(best, ref_best, atol=tol, rtol=0)
     assert torch.equal(tok, ref_tok)
-    torch.testing.assert_close(lse, torch.logsumexp(full, 1), atol=1e-5, rtol=1e-6)
+    torch.testing.assert_close(lse, torch.logsumexp(full, 1), atol=tol, rtol=lse_rtol)
     tokens = torch.tensor([[0, 1000, -1], [3, 3, 999], [5, -1, -1], [7, 8, 9], [1, 2, 3]])
     expected = full.gather(1, tokens.clamp(min=0)).masked_fill(tokens < 0, 0.0)
-    torch.testing.assert_close(head.logits_at(hidden, tokens), expected, atol=1e-5, rtol=1e-6)
+    torch.testing.assert_close(head.logits_at(hidden, tokens), expected, atol=tol, rtol=0)
 
 
 def test_empty_trie_returns_padding():

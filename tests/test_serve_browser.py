@@ -7,6 +7,7 @@ Skipped when Playwright or Chromium is absent. Setup (Debian):
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections.abc import Iterator
@@ -23,22 +24,36 @@ import uvicorn
 from conftest import make_tiny_prepared
 
 from gensar.infer_cli import _listen
+from gensar.serve.access import AccessConfig
 from gensar.serve.app import create_app
 from gensar.serve.service import ServeConfig, Service
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 15_000
+KEY = "page-test-key-0123"
 
 
 @pytest.fixture
 def live_url(tmp_path) -> Iterator[str]:
+    with _live(tmp_path, AccessConfig()) as url:
+        yield url
+
+
+@pytest.fixture
+def live_url_with_key(tmp_path) -> Iterator[str]:
+    with _live(tmp_path, AccessConfig(api_key=KEY)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _live(tmp_path, access: AccessConfig) -> Iterator[str]:
     """A real uvicorn server (FakeEngine) on a free 127.0.0.1 port, stopped after the test."""
     run = tmp_path / "run"
     make_tiny_prepared().save(run / "data")
     service = Service.open(run, ServeConfig(engine="fake"))
     sock = _listen("127.0.0.1", 0)  # as `gensar serve` binds (TCP_NODELAY connections)
-    server = uvicorn.Server(uvicorn.Config(create_app(service), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(create_app(service, access), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
@@ -67,6 +82,7 @@ def test_page_searches_recommends_and_records_clicks(live_url, tmp_path):
             page.goto(live_url + "/")
             sync_api.expect(page.locator("#engine")).to_contain_text("engine: fake")
             assert page.locator("#users option").count() == 30
+            sync_api.expect(page.locator("#key")).to_be_hidden()  # no key on this server: nothing to ask
 
             # Ad-hoc search, no user.
             page.fill("#query", "lab scales")
@@ -110,3 +126,28 @@ def test_page_searches_recommends_and_records_clicks(live_url, tmp_path):
             browser.close()
     assert shot.stat().st_size > 20_000
     assert errors == []
+
+
+def test_page_asks_for_the_key_before_recording_clicks(live_url_with_key):
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(TIMEOUT_MS)
+            page.goto(live_url_with_key + "/")
+            sync_api.expect(page.locator("#engine")).to_contain_text("engine: fake")
+            sync_api.expect(page.locator("#key")).to_be_visible()
+            page.fill("#user", "u3")
+            page.click("#load-user")  # reads need no key
+            sync_api.expect(page.locator("#recommendations li")).to_have_count(10)
+            first = page.locator("#recommendations li .title").first
+            first.click()
+            sync_api.expect(page.locator("#status")).to_have_text("This server needs its API key to record clicks.")
+            page.fill("#key", "wrong")
+            first.click()
+            sync_api.expect(page.locator("#status")).to_contain_text("needs the server's API key")  # the 401
+            page.fill("#key", KEY)
+            first.click()
+            sync_api.expect(page.locator("#status")).to_contain_text("Recorded event #1 for u3")
+        finally:
+            browser.close()

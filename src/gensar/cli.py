@@ -150,6 +150,13 @@ def _add_serve(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--port", type=int, default=8000, help="0 = any free port")
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a batch waits to fill")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--api-key-file", default=None, metavar="FILE",
+                   help="POST /events (and every write endpoint) then needs this file's key as "
+                        "'Authorization: Bearer KEY' or 'X-API-Key: KEY'; reads stay open")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --host without --api-key-file (anyone reaching it may write)")
+    p.add_argument("--max-body-bytes", type=int, default=1_000_000,
+                   help="larger request bodies get a 413 before they are read (default: 1 MB)")
     return "gensar.infer_cli:cli_serve"
 
 

@@ -12,6 +12,7 @@ These commands read the run's live events log (read-only), so they see events a 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import socket
 import sys
 from collections.abc import Callable, Sequence
@@ -34,6 +35,7 @@ def cli_serve(args: argparse.Namespace) -> int:
     from gensar.serve.service import Service
 
     cfg = _serve_config(args)
+    access = _access_config(args)
     if cfg.engine != "fake":
         _prepare_generative(args)
     sock = _listen(args.host, args.port)  # bind first: a busy port is a one-line error, not a traceback
@@ -43,10 +45,11 @@ def cli_serve(args: argparse.Namespace) -> int:
         sock.close()
         raise
     try:
-        app = create_app(service)
+        app = create_app(service, access)
         host, port = sock.getsockname()[:2]
+        writes = "writes need the API key" if access.api_key is not None else "writes open to anyone"
         print(f"gensar serve: http://{host}:{port}/ ({service.engine.name} engine, {len(service.item_ids)} items, "
-              f"{len(service.histories)} users, {service.histories.live_events} live events replayed)",
+              f"{len(service.histories)} users, {service.histories.live_events} live events replayed; {writes})",
               file=sys.stderr, flush=True)
         config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5)
         uvicorn.Server(config).run(sockets=[sock])
@@ -98,6 +101,29 @@ def _serve_config(args: argparse.Namespace):
     if args.command == "serve":
         values["max_wait_ms"] = args.max_wait_ms
     return from_dict(ServeConfig, values)
+
+
+def _access_config(args: argparse.Namespace):
+    """The API key and body cap of ``serve``; refuses to expose open writes beyond this machine."""
+    from gensar.serve.access import AccessConfig, read_api_key
+
+    if args.max_body_bytes < 1:
+        raise GensarError(f"--max-body-bytes must be >= 1 (got {args.max_body_bytes})")
+    key = read_api_key(args.api_key_file) if args.api_key_file is not None else None
+    if key is None and not args.insecure and not _is_loopback(args.host):
+        raise GensarError(f"--host {args.host} is reachable from other machines and anyone there could write "
+                          "events: give --api-key-file FILE (or --insecure to allow it)")
+    return AccessConfig(api_key=key, max_body_bytes=args.max_body_bytes)
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether every address ``host`` names is a loopback one ('' and 0.0.0.0 / :: are every interface)."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM) if host else []
+    except (socket.gaierror, UnicodeError):
+        return False  # unresolvable: binding fails anyway, and it is not known to be local
+    # An IPv6 address may carry a zone ("fe80::1%eth0"): the address is the part before it.
+    return bool(infos) and all(ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos)
 
 
 def _open(args: argparse.Namespace):

@@ -4,7 +4,8 @@
 ``POST /recommend``      ``{user_id, k}`` -> ranked items (micro-batched)
 ``POST /search``         ``{query, k, user_id?}`` -> ranked items; without a user: ad-hoc search
 ``POST /suggest-query``  ``{user_id, k}`` -> queries the user may issue next
-``POST /events``         record a rec click or a search session (fsynced, then acknowledged)
+``POST /events``         record a rec click or a search session (fsynced, then acknowledged); needs
+                         the API key when the server has one (``access.py``)
 ``GET /items/{item_id}`` an item's catalog entry
 ``GET /users``           user ids (``prefix``, ``limit``), for the page's user picker
 ``GET /users/{user_id}/history``  the user's newest events
@@ -14,7 +15,8 @@
 
 Every 4xx answer is an ``ErrorBody`` JSON (``{"error": "...", "detail": [...]}``): a malformed JSON
 body is a 400, a body that does not fit the schema or names an unknown item a 422, an unknown
-item or path a 404. Nothing a client sends should produce a 5xx (tests/test_serve_fuzz.py).
+item or path a 404, a write without the server's API key a 401, a body over the cap a 413 (before it
+is parsed). Nothing a client sends should produce a 5xx (tests/test_serve_fuzz.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from importlib import resources
 from typing import Annotated
 
@@ -33,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gensar import __version__
+from gensar.serve.access import WRITE_ACCESS, AccessConfig, BodyLimit
 from gensar.serve.batcher import EngineThread, MicroBatcher
 from gensar.serve.schemas import (
     MAX_ID_CHARS,
@@ -61,10 +64,16 @@ _ERRORS = {
     422: {"model": ErrorBody, "description": "the request does not fit the schema"},
 }
 _NOT_FOUND = {404: {"model": ErrorBody, "description": "not found"}}
+_TOO_LARGE = {413: {"model": ErrorBody, "description": "request body over the server's --max-body-bytes"}}
+_WRITE = {401: {"model": ErrorBody, "description": "missing or wrong API key (servers started with --api-key-file)"}}
 
 
-def create_app(service: Service) -> FastAPI:
-    """An app answering from ``service``; the caller keeps ownership of (and closes) the service."""
+def create_app(service: Service, access: AccessConfig | None = None) -> FastAPI:
+    """An app answering from ``service``; the caller keeps ownership of (and closes) the service.
+
+    ``access``: the write endpoints' API key and the request-body cap (default: no key, 1 MB).
+    """
+    access = access if access is not None else AccessConfig()
     worker = EngineThread()
     cfg = service.cfg
     batchers = {
@@ -84,6 +93,8 @@ def create_app(service: Service) -> FastAPI:
                   description="Unified generative search and recommendation (GenSAR).")
     app.state.service = service
     app.state.batchers = batchers
+    app.state.access = access
+    app.add_middleware(BodyLimit, max_bytes=access.max_body_bytes)
 
     # ---- errors: one JSON shape, never a traceback -----------------------------------------------
     @app.exception_handler(RequestValidationError)
@@ -99,7 +110,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
-        return _error(err.status_code, str(err.detail))
+        return _error(err.status_code, str(err.detail), headers=err.headers)
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, err: Exception) -> JSONResponse:
@@ -108,19 +119,20 @@ def create_app(service: Service) -> FastAPI:
         return _error(500, f"internal error ({type(err).__name__}); see the server log")
 
     # ---- routes ------------------------------------------------------------------------------
-    @app.post("/recommend", response_model=RecommendResponse, responses=_ERRORS)
+    @app.post("/recommend", response_model=RecommendResponse, responses=_ERRORS | _TOO_LARGE)
     async def recommend(req: RecommendRequest) -> RecommendResponse:
         return await batchers["recommend"].submit(req)
 
-    @app.post("/search", response_model=SearchResponse, responses=_ERRORS)
+    @app.post("/search", response_model=SearchResponse, responses=_ERRORS | _TOO_LARGE)
     async def search(req: SearchRequest) -> SearchResponse:
         return await batchers["search"].submit(req)
 
-    @app.post("/suggest-query", response_model=SuggestResponse, responses=_ERRORS)
+    @app.post("/suggest-query", response_model=SuggestResponse, responses=_ERRORS | _TOO_LARGE)
     async def suggest_query(req: SuggestRequest) -> SuggestResponse:
         return await batchers["suggest-query"].submit(req)
 
-    @app.post("/events", response_model=EventResponse, responses=_ERRORS)
+    @app.post("/events", response_model=EventResponse, responses=_ERRORS | _WRITE | _TOO_LARGE,
+              dependencies=[WRITE_ACCESS])
     async def post_event(req: EventRequest) -> EventResponse | JSONResponse:
         problem = service.event_problem(req)
         if problem is not None:
@@ -149,7 +161,7 @@ def create_app(service: Service) -> FastAPI:
     async def health() -> HealthResponse:
         return HealthResponse(
             status="ok", engine=service.engine.name, items=len(service.item_ids), users=len(service.histories),
-            live_events=service.histories.live_events,
+            live_events=service.histories.live_events, writes_need_key=access.api_key is not None,
             batching={name: BatchStatsOut(batches=b.stats.batches, requests=b.stats.requests, largest=b.stats.largest)
                       for name, b in batchers.items()})
 
@@ -160,9 +172,10 @@ def create_app(service: Service) -> FastAPI:
     return app
 
 
-def _error(status: int, message: str, detail: list[ErrorDetail] | None = None) -> JSONResponse:
+def _error(status: int, message: str, detail: list[ErrorDetail] | None = None,
+           headers: Mapping[str, str] | None = None) -> JSONResponse:
     body = ErrorBody(error=message.splitlines()[0] if message else "error", detail=detail or [])
-    return JSONResponse(status_code=status, content=body.model_dump())
+    return JSONResponse(status_code=status, content=body.model_dump(), headers=headers)
 
 
 @functools.cache

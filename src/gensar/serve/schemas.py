@@ -174,6 +174,7 @@ class HealthResponse(BaseModel):
     items: int
     users: int
     live_events: int
+    writes_need_key: bool  # POST /events needs the API key (the page then asks for it)
     batching: dict[str, BatchStatsOut]
 
 
