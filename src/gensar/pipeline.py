@@ -38,7 +38,7 @@ from gensar.errors import GensarError
 from gensar import locks
 from gensar.errors import OutputError
 from gensar.eval.config import EvalConfig
-from gensar.eval.table import format_metrics
+from gensar.eval.table import format_comparison, format_metrics
 from gensar.hybrid.config import HybridConfig
 from gensar.ids.stage import IdsConfig
 from gensar.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
@@ -247,13 +247,14 @@ def _evaluate(cfg: PipelineConfig, run: Path) -> dict:
                                       for split in cfg.eval.splits}
     if not cfg.hybrid.enabled:
         return {"method": "gensar", "ranker": "beam", **generative, "generative": generative}
-    from gensar.hybrid.stage import evaluate_hybrid
+    from gensar.hybrid.stage import baseline_metrics, evaluate_hybrid
 
     hybrid = {split: evaluate_hybrid(run, cfg.hybrid, split, cfg.eval.max_examples) for split in cfg.eval.splits}
     return {"method": "gensar", "ranker": "hybrid",
             **{split: hybrid[split]["sampled"] for split in cfg.eval.splits},
             "full_ranking": {split: hybrid[split]["full"] for split in cfg.eval.splits},
-            "generative": generative}
+            "generative": generative,
+            "baselines": baseline_metrics(run, cfg.hybrid, cfg.eval.splits) if cfg.eval.baselines else {}}
 
 
 def _fingerprint(stage: str, cfg: PipelineConfig, upstream: str) -> str:
@@ -293,6 +294,9 @@ def cli_pipeline(args: argparse.Namespace) -> int:
     cfg = load_config(PipelineConfig, args.config, args.overrides)
     metrics = run_pipeline(cfg, args.out, force=args.force, reuse=args.reuse)
     print(format_metrics(metrics))
+    if metrics.get("baselines"):
+        print()
+        print(format_comparison(metrics, "test"))
     return 0
 
 
@@ -303,4 +307,6 @@ def cli_demo(args: argparse.Namespace) -> int:
     metrics = run_pipeline(cfg, args.out, force=args.force)
     print(f"\ngensar demo: synthetic world, run directory {args.out} ({time.perf_counter() - start:.0f} s)")
     print(format_metrics(metrics))
+    print()
+    print(format_comparison(metrics, "test"))
     return 0

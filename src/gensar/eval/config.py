@@ -16,6 +16,7 @@ class EvalConfig:
     batch_size: int = 32
     max_examples: int = 0  # per split and behavior; 0 = all
     full_ranking: bool = True  # also rank the whole catalog (recall/ndcg@5/10/20)
+    baselines: bool = True  # the pipeline also measures each retriever alone (SASRec, BM25, dense, ...)
 
     def validate(self) -> None:
         require(all(s in ("valid", "test") for s in self.splits), "eval.splits", "each must be valid or test")

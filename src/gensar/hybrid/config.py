@@ -24,6 +24,9 @@ class HybridConfig:
     feature_only: tuple[str, ...] = ("popularity",)
     l2: float = 1e-2  # ridge penalty of the fusion weights (features are standardized)
     folds: int = 2  # cross-validation folds over the valid split for the reported valid figures
+    # Valid examples per behavior the fusion is fitted on (evenly spaced; 0 = all): a handful of
+    # weights needs few examples, and each costs the model's scoring of ~100 candidates.
+    fit_examples: int = 1000
     batch_size: int = 32  # requests scored together
     candidate_chunk: int = 256  # candidates per decoder pass when scoring identifiers exactly (bounds memory)
 
@@ -38,6 +41,7 @@ class HybridConfig:
                 "sasrec ranks by history only; it is a recommendation scorer")
         require(self.l2 >= 0, "hybrid.l2", "must be >= 0")
         require(self.folds >= 2, "hybrid.folds", "must be >= 2")
+        require(self.fit_examples >= 0, "hybrid.fit_examples", "must be >= 0")
         require(self.batch_size >= 1, "hybrid.batch_size", "must be >= 1")
         require(self.candidate_chunk >= 1, "hybrid.candidate_chunk", "must be >= 1")
 

@@ -43,10 +43,19 @@ class Collected:
     target_col: np.ndarray
 
 
+def spread(examples, n: int):
+    """``n`` evenly spaced rows of ``examples`` (all when ``n`` is 0 or covers them): users are
+    contiguous in example order, so a prefix would be a few users' examples."""
+    if n <= 0 or n >= len(examples):
+        return examples
+    return examples.iloc[np.linspace(0, len(examples) - 1, n).round().astype(int)]
+
+
 def collect(ranker: HybridRanker, encoder: SampleEncoder, pad_id: int, data: PreparedData, split: str,
             behavior: str, protocol: HybridProtocol, max_examples: int = 0,
-            progress: bool = False) -> Collected | None:
-    examples = eval_examples(data, split, behavior, max_examples or None)
+            progress: bool = False, subset: int = 0) -> Collected | None:
+    """Candidates of the examples of a split (the first ``max_examples``, then ``subset`` of them spread)."""
+    examples = spread(eval_examples(data, split, behavior, max_examples or None), subset)
     if examples.empty:
         return None
     samples = example_samples(examples)

@@ -68,6 +68,13 @@ class HybridRanker:
             if key:
                 self.by_title.setdefault(key, []).append(row)
 
+    def with_fusions(self, fusions: Mapping[str, LinearFusion]) -> HybridRanker:
+        """The same retrievers with other fusion weights (e.g. the sampled protocol's)."""
+        other = HybridRanker.__new__(HybridRanker)
+        other.__dict__.update(self.__dict__)
+        other.fusions = dict(fusions)
+        return other
+
     def feature_names(self, behavior: str) -> tuple[str, ...]:
         return feature_names(self.cfg.scorers(behavior))
 

@@ -109,13 +109,12 @@ def fit_hybrid(run_dir: str | Path, cfg: HybridConfig, sasrec_cfg: SASRecConfig,
             fusions[protocol], report[protocol] = {}, {}
             for behavior in BEHAVIORS:
                 valid = collect(ranker, encoder, trained.pad_id, data, "valid", behavior, protocol,
-                                max_examples, progress)
+                                max_examples, progress, subset=cfg.fit_examples)
                 if valid is None:
                     continue
                 names = ranker.feature_names(behavior)
-                fusion = fit(names, valid, cfg.l2)
+                fusion, report[protocol][behavior] = _fit_and_select(names, valid, cfg, protocol)
                 fusions[protocol][behavior] = fusion.to_json()
-                report[protocol][behavior] = _fit_report(names, fusion, valid, cfg, protocol)
         atomic_write_json(tmp / FUSION_FILE, fusions)
         atomic_write_json(tmp / "fit_report.json", report | {"seconds": round(time.perf_counter() - start, 1)})
         atomic_write_text(tmp / "config.yaml", to_yaml(cfg))
@@ -128,14 +127,34 @@ def skip_hybrid(run_dir: str | Path, cfg: HybridConfig) -> None:
         atomic_write_text(tmp / "config.yaml", to_yaml(cfg))
 
 
-def _fit_report(names, fusion: LinearFusion, valid: Collected, cfg: HybridConfig, protocol) -> dict:
+SELECT_BY = "ndcg@10"  # the valid metric that decides between the fusion and a part alone
+
+
+def _fit_and_select(names, valid: Collected, cfg: HybridConfig, protocol) -> tuple[LinearFusion, dict]:
+    """The fusion, unless one part alone ranks the valid split better (cross-validated ``SELECT_BY``):
+    then that part alone, so the served ranker is never below its best part on valid. The fusion's
+    objective is likelihood, not a ranking metric, and a small valid split makes its weights noisy."""
     found = valid.target_col >= 0
     parts = {name: protocol_metrics(feature_ranks(valid, col), protocol) for col, name in enumerate(names)}
-    cv = cross_validated_ranks(names, valid, cfg.l2, cfg.folds)
-    return {"weights": dict(zip(names, fusion.weights, strict=True)), "n": int(len(found)),
-            "target_in_candidates": float(found.mean()),
-            "mean_candidates": float(valid.cands.valid.sum(axis=1).mean()),
-            "fused_cv": protocol_metrics(cv, protocol), "parts": parts}
+    cv = protocol_metrics(cross_validated_ranks(names, valid, cfg.l2, cfg.folds), protocol)
+    fusion = fit(names, valid, cfg.l2)
+    best = max(parts, key=lambda n: parts[n][SELECT_BY])
+    selected = "fusion"
+    if parts[best][SELECT_BY] > cv[SELECT_BY]:
+        fusion = single_feature(fusion, names.index(best))
+        selected = best
+    report = {"selected": selected, "weights": dict(zip(names, fusion.weights, strict=True)),
+              "n": int(len(found)), "target_in_candidates": float(found.mean()),
+              "mean_candidates": float(valid.cands.valid.sum(axis=1).mean()),
+              "fused_cv": cv if selected == "fusion" else parts[best], "fusion_cv": cv, "parts": parts}
+    return fusion, report
+
+
+def single_feature(fusion: LinearFusion, column: int) -> LinearFusion:
+    """A fusion that ranks by one feature alone (same features, weight 1 on ``column``)."""
+    weights = tuple(1.0 if i == column else 0.0 for i in range(len(fusion.features)))
+    return LinearFusion(features=fusion.features, mean=fusion.mean, std=fusion.std, weights=weights,
+                        fitted_on=fusion.fitted_on)
 
 
 def evaluate_hybrid(run_dir: str | Path, cfg: HybridConfig, split: str, max_examples: int = 0,
@@ -145,13 +164,15 @@ def evaluate_hybrid(run_dir: str | Path, cfg: HybridConfig, split: str, max_exam
     run = Path(run_dir)
     if split == "valid":
         report = json.loads((run / HYBRID_DIR / "fit_report.json").read_text(encoding="utf-8"))
-        return {p: {b: r["fused_cv"] | {"n": r["n"]} for b, r in report[p].items()} for p in PROTOCOLS}
+        return {p: {b: r["fused_cv"] | {"n": r["n"], "parts": r["parts"]} for b, r in report[p].items()}
+                for p in PROTOCOLS}
     data = PreparedData.load(run / "data")
     trained = TrainedModel.load(run / "model")
     encoder = trained.encoder(data)
+    full = load_ranker(run, data, trained, cfg)
     out: dict[str, dict] = {}
     for protocol in PROTOCOLS:
-        ranker = load_ranker(run, data, trained, cfg, protocol)
+        ranker = full if protocol == "full" else full.with_fusions(load_fusions(run / HYBRID_DIR, protocol))
         out[protocol] = {}
         for behavior in BEHAVIORS:
             got = collect(ranker, encoder, trained.pad_id, data, split, behavior, protocol, max_examples, progress)
@@ -161,5 +182,28 @@ def evaluate_hybrid(run_dir: str | Path, cfg: HybridConfig, split: str, max_exam
             names = ranker.feature_names(behavior)
             parts = {name: protocol_metrics(feature_ranks(got, col), protocol) for col, name in enumerate(names)}
             out[protocol][behavior] = protocol_metrics(r, protocol) | {
-                "n": len(got.target_col), "target_in_candidates": float(np.mean(got.target_col >= 0)), "parts": parts}
+                "n": len(got.target_col), "target_in_candidates": float(np.mean(got.target_col >= 0)),
+                "parts": parts}
+    return out
+
+
+def baseline_metrics(run_dir: str | Path, cfg: HybridConfig, splits: tuple[str, ...]) -> dict:
+    """``{name: {split: {behavior: sampled}, "full_ranking": {split: {behavior: full}}}}`` of each
+    retriever alone (popularity, BM25, dense, match-popularity, and the run's SASRec when the hybrid
+    trained one), on the run's own examples and candidates: the baselines beside GenSAR."""
+    from gensar.baselines.cli import evaluate_splits
+
+    run = Path(run_dir)
+    data = PreparedData.load(run / "data")
+    sasrec_dir = run / HYBRID_DIR / "sasrec"
+    sasrec = load_sasrec_scorer(sasrec_dir, data) if (sasrec_dir / "model.pt").is_file() else None
+    names = ("popularity", "bm25", "dense", "match-popularity")
+    scorers: dict[str, Scorer] = {n: build_scorer(n, data, run / HYBRID_DIR / "cache") for n in names}
+    if sasrec is not None:
+        scorers["sasrec"] = sasrec
+    out: dict[str, dict] = {}
+    for name, scorer in scorers.items():
+        result: dict = {}
+        result["full_ranking"] = evaluate_splits(scorer, data, splits, result, full_ranking=True)
+        out[name] = result
     return out
