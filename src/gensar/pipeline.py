@@ -254,7 +254,7 @@ def _evaluate(cfg: PipelineConfig, run: Path) -> dict:
             **{split: hybrid[split]["sampled"] for split in cfg.eval.splits},
             "full_ranking": {split: hybrid[split]["full"] for split in cfg.eval.splits},
             "generative": generative,
-            "baselines": baseline_metrics(run, cfg.hybrid, cfg.eval.splits) if cfg.eval.baselines else {}}
+            "baselines": baseline_metrics(run, cfg.eval.splits, cfg.eval.max_examples) if cfg.eval.baselines else {}}
 
 
 def _fingerprint(stage: str, cfg: PipelineConfig, upstream: str) -> str:

@@ -34,14 +34,16 @@ def run_baseline(name: str, data: PreparedData, splits: tuple[str, ...] = ("vali
 
 
 def evaluate_splits(scorer: Scorer, data: PreparedData, splits: tuple[str, ...], result: dict,
-                    full_ranking: bool) -> dict:
-    """Fill ``result[split][behavior]`` with sampled metrics; return the full-ranking block."""
+                    full_ranking: bool, max_examples: int = 0) -> dict:
+    """Fill ``result[split][behavior]`` with sampled metrics; return the full-ranking block.
+    ``max_examples``: the first that many examples per split and behavior (0 = all), as ``gensar
+    evaluate`` takes them."""
     full: dict = {}
     for split in splits:
         result[split] = {}
         full[split] = {}
         for behavior in scorer.behaviors:
-            examples = eval_examples(data, split, behavior)
+            examples = eval_examples(data, split, behavior, max_examples or None)
             if examples.empty:
                 continue
             cands = candidate_matrix(data, examples)

@@ -187,7 +187,7 @@ def evaluate_hybrid(run_dir: str | Path, cfg: HybridConfig, split: str, max_exam
     return out
 
 
-def baseline_metrics(run_dir: str | Path, cfg: HybridConfig, splits: tuple[str, ...]) -> dict:
+def baseline_metrics(run_dir: str | Path, splits: tuple[str, ...], max_examples: int = 0) -> dict:
     """``{name: {split: {behavior: sampled}, "full_ranking": {split: {behavior: full}}}}`` of each
     retriever alone (popularity, BM25, dense, match-popularity, and the run's SASRec when the hybrid
     trained one), on the run's own examples and candidates: the baselines beside GenSAR."""
@@ -204,6 +204,6 @@ def baseline_metrics(run_dir: str | Path, cfg: HybridConfig, splits: tuple[str, 
     out: dict[str, dict] = {}
     for name, scorer in scorers.items():
         result: dict = {}
-        result["full_ranking"] = evaluate_splits(scorer, data, splits, result, full_ranking=True)
+        result["full_ranking"] = evaluate_splits(scorer, data, splits, result, True, max_examples)
         out[name] = result
     return out
