@@ -52,11 +52,11 @@ def test_rerun_skips_finished_stages_and_reruns_changed_ones(tiny_run, capsys):
     model_mtime = (tiny_run / "model" / "config.json").stat().st_mtime_ns
     run_pipeline(cfg, tiny_run)
     out = capsys.readouterr().out
-    assert out.count("up to date, skipped") == 4
+    assert out.count("up to date, skipped") == 5
     changed = load_config(PipelineConfig, builtin_config("tiny"), ["eval.beam_size=12"])
     run_pipeline(changed, tiny_run)
     out = capsys.readouterr().out
-    assert out.count("up to date, skipped") == 3 and "evaluate: running" in out
+    assert out.count("up to date, skipped") == 4 and "evaluate: running" in out
     assert (tiny_run / "model" / "config.json").stat().st_mtime_ns == model_mtime
 
 
@@ -68,7 +68,7 @@ def test_reuse_copies_matching_stages_from_another_run(tiny_run, tmp_path, capsy
     assert "data: copied from" in out and "ids: copied from" in out and "model: running" in out
     assert (run / "ids" / "item_ids.json").read_bytes() == (tiny_run / "ids" / "item_ids.json").read_bytes()
     run_pipeline(cfg, run, reuse=tiny_run)
-    assert capsys.readouterr().out.count("up to date, skipped") == 4
+    assert capsys.readouterr().out.count("up to date, skipped") == 5
     with pytest.raises(GensarError, match="no stages.json"):
         run_pipeline(cfg, tmp_path / "other", reuse=tmp_path)
 

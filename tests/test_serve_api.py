@@ -403,17 +403,17 @@ def test_generative_engine_renders_like_training_and_decodes_exactly():
     user_events = data.events.index[data.events["user_id"] == "u4"].tolist()
     history = hist.get("u4")
     # Inputs from live-style histories equal the training encoder's inputs from event ids.
-    got = engine._inputs("rec", [history], [""])[0].tolist()
+    got = engine.render("rec", [history], [""])[0].tolist()
     assert got == enc.input(Sample(task="rec", history=tuple(user_events)))
-    got = engine._inputs("search", [history], ["lab scales"])[0].tolist()
+    got = engine.render("search", [history], ["lab scales"])[0].tolist()
     assert got == enc.input(Sample(task="search", query="lab scales", history=tuple(user_events)))
     # Search without a history is the ad-hoc search task.
-    got = engine._inputs("search", [()], ["lab scales"])[0].tolist()
+    got = engine.render("search", [()], ["lab scales"])[0].tolist()
     assert got == enc.input(Sample(task="adhoc", query="lab scales"))
 
     # With a beam as wide as the catalog, the ranking is the exact teacher-forced ranking.
     (rec,) = engine.recommend([history], k=40)
-    inputs = engine._inputs("rec", [history], [""])
+    inputs = engine.render("rec", [history], [""])
     exact = _teacher_forced(engine, inputs, tok.convert_tokens_to_ids(REC_TOKEN),
                             [enc.item_id(COLLABORATIVE, f"i{i}") for i in range(40)])
     assert sorted(r.index for r in rec) == list(range(40))
@@ -422,7 +422,7 @@ def test_generative_engine_renders_like_training_and_decodes_exactly():
     assert [r.score for r in rec] == sorted((r.score for r in rec), reverse=True)
 
     (hits,) = engine.search(["lab scales"], [()], k=40)
-    inputs = engine._inputs("search", [()], ["lab scales"])
+    inputs = engine.render("search", [()], ["lab scales"])
     exact = _teacher_forced(engine, inputs, tok.convert_tokens_to_ids(SEARCH_TOKEN),
                             [enc.item_id(SEMANTIC, f"i{i}") for i in range(40)])
     assert sorted(r.index for r in hits) == list(range(40))  # IDs of length 2 and 3 both come out
