@@ -19,7 +19,8 @@ from gensar.eval.candidates import candidate_matrix, eval_examples
 from gensar.eval.protocol import beam_retrieve
 from gensar.ids.trie import IdTrie
 from gensar.model.scoring import pad_batch
-from gensar.model.tasks import TASKS, example_samples
+from gensar.model.samples import example_samples
+from gensar.model.task_config import TASKS
 from gensar.model.trained import ID_KIND, TrainedModel
 from gensar.pipeline import PipelineConfig, _fingerprint, builtin_config, run_pipeline
 

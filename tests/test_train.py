@@ -22,15 +22,10 @@ from gensar.config import from_dict, load_config
 from gensar.errors import ConfigError
 from gensar.model.backbone import BackboneConfig, build_backbone, load_pretrained_backbone, save_model
 from gensar.model.scoring import candidate_log_likelihoods, pad_batch, rank_examples, ranking_metrics
-from gensar.model.tasks import (
-    MARKER_TOKENS,
-    Sample,
-    SampleEncoder,
-    TaskConfig,
-    TaskMix,
-    build_samples,
-    tokenizer_corpus,
-)
+from gensar.model.encoder import SampleEncoder
+from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
+from gensar.model.samples import Sample, TaskMix, build_samples
+from gensar.model.task_config import TaskConfig
 from gensar.model.tokenizer import TokenizerConfig, build_tokenizer
 from gensar.model.batching import bucket_key, collate, length_bucketed
 from gensar.model.checkpoint import atomic_torch_save
@@ -326,7 +321,7 @@ def test_resume_before_first_checkpoint_starts_over(dirs, tmp_path):
     from gensar.config import to_dict
     from gensar.data.prepared import PreparedData
     from gensar.io import atomic_write_json
-    from gensar.model.tasks import IdMaps
+    from gensar.ids.item_ids import IdMaps
     from gensar.model.train import _fingerprint
 
     cfg = load_config(ModelRunConfig, TINY, ["train.epochs=1", "train.progress=false"])

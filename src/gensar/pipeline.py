@@ -42,7 +42,7 @@ from gensar.eval.table import format_metrics
 from gensar.hybrid.config import HybridConfig
 from gensar.ids.stage import IdsConfig
 from gensar.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
-from gensar.model.train import ModelRunConfig
+from gensar.model.train_config import ModelRunConfig
 from gensar.ownership import MARKER, is_ours, refuse_output_over_input, write_marker
 
 STAGES = ("data", "ids", "model", "hybrid", "evaluate")
@@ -215,7 +215,8 @@ def _run_stage(stage: str, cfg: PipelineConfig, run: Path, fp: str) -> None:
 
         build_ids(PreparedData.load(run / "data"), cfg.ids, run / "ids", overwrite=True)
     elif stage == "model":
-        from gensar.model.train import checkpoint_dir, train
+        from gensar.model.checkpoint import checkpoint_dir
+        from gensar.model.train import train
 
         # Resume only the training this very stage started: same model config, data and IDs.
         started = run / "model.started"

@@ -78,7 +78,7 @@ from gensar.runtime import configure_threads, seed_everything
 from gensar.train_utils import param_groups
 from gensar.ownership import is_ours, write_marker
 
-__all__ = ["ModelRunConfig", "TrainConfig", "TrainResult", "checkpoint_dir", "train", "trained_behaviors"]
+__all__ = ["TrainResult", "train", "trained_behaviors"]
 
 
 @dataclass(frozen=True)
