@@ -21,7 +21,7 @@ from gensar.cli import main
 from gensar.config import from_dict, load_config
 from gensar.errors import ConfigError
 from gensar.model.backbone import BackboneConfig, build_backbone, load_pretrained_backbone, save_model
-from gensar.model.scoring import candidate_log_likelihoods, pad_batch, rank_examples, ranking_metrics
+from gensar.model.scoring import behavior_metrics, candidate_log_likelihoods, pad_batch, rank_examples
 from gensar.model.encoder import SampleEncoder
 from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
 from gensar.model.samples import Sample, TaskMix, build_samples
@@ -84,13 +84,13 @@ def test_pretrained_backbone_grows_embeddings(tiny, tmp_path):
 
 # ---- scoring ------------------------------------------------------------------------------------------
 def test_ranking_metrics_by_hand():
-    m = ranking_metrics({"rec": np.array([0, 9]), "search": np.array([10])}, ks=(1, 10))
+    m = behavior_metrics({"rec": np.array([0, 9]), "search": np.array([10])}, ks=(1, 10))
     assert (m["rec_hr@10"], m["search_hr@10"], m["hr@10"]) == (1.0, 0.0, 0.5)
     assert (m["rec_hr@1"], m["hr@1"]) == (0.5, 0.25)
     assert m["rec_ndcg@10"] == pytest.approx((1 + 1 / math.log2(11)) / 2)
     assert m["ndcg@10"] == pytest.approx((1 + 1 / math.log2(11)) / 4)
     assert (m["rec_examples"], m["search_examples"]) == (2, 1)
-    only_rec = ranking_metrics({"rec": np.array([3]), "search": np.zeros(0)}, ks=(5,))
+    only_rec = behavior_metrics({"rec": np.array([3]), "search": np.zeros(0)}, ks=(5,))
     assert only_rec["hr@5"] == 1.0 and "search_hr@5" not in only_rec
 
 
@@ -140,6 +140,15 @@ def test_tiny_model_loss_decreases(tiny):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_pooled_batches_by_hand():
+    # The one length bucketing both loops use (T5 plan, SASRec windows): sort within pools, cut.
+    from gensar.train_utils import pooled_batches
+
+    lengths = np.array([9, 1, 8, 2, 7])  # sample -> length
+    got = pooled_batches(np.array([0, 1, 2, 3, 4]), lengths, batch=2, pool=2)
+    assert [b.tolist() for b in got] == [[1, 3], [2, 0], [4]]  # pool [0..3] by length, then [4]
 
 
 def test_length_bucketing_is_a_permutation_with_less_padding():
