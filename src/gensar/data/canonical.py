@@ -91,7 +91,7 @@ from gensar.data.schema import (
     validate,
 )
 from gensar.errors import GensarError, InputError
-from gensar.io import atomic_dir
+from gensar.io import atomic_dir, text_lines
 
 FORMATS = ("jsonl", "jsonl.gz", "csv", "csv.gz", "parquet")
 CATEGORY_SEP = " > "
@@ -181,17 +181,22 @@ def _read_table(path: Path) -> _Table:
     fmt = _format_of(path)
     if fmt == "parquet":
         return _read_parquet(path)
-    text = _read_text(path)
-    return _read_jsonl(path, text) if fmt.startswith("jsonl") else _read_csv(path, text)
+    data = _read_bytes(path)
+    return _read_jsonl(path, data) if fmt.startswith("jsonl") else _read_csv(path, _decode(path, data))
 
 
-def _read_text(path: Path) -> str:
+def _read_bytes(path: Path) -> bytes:
     data = path.read_bytes()
     if path.name.endswith(".gz"):
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as err:
             raise InputError(f"not a valid gzip file ({err})", path=path) from None
+    return data
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """The whole text (CSV: a quoted field may span lines, so it is not read line by line)."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -201,14 +206,10 @@ def _read_text(path: Path) -> str:
         ) from None
 
 
-def _read_jsonl(path: Path, text: str) -> _Table:
+def _read_jsonl(path: Path, data: bytes) -> _Table:
     records: list[tuple[_Loc, dict[str, Any]]] = []
     columns: set[str] = set()
-    # split on "\n" only: str.splitlines() would also split on U+2028 etc. inside JSON strings
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        line = line.strip()
-        if not line:
-            continue
+    for lineno, line in text_lines(data, path):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
