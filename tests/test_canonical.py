@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gensar.data.canonical import FORMATS, is_canonical, read_canonical, write_canonical
+from gensar.data.canonical import FORMATS, is_canonical, read_canonical
+from gensar.data.canonical_writer import write_canonical
 from gensar.data.schema import RawDataset, make_events, make_items
 from gensar.errors import GensarError, InputError
 

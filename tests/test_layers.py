@@ -68,3 +68,9 @@ def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
     (pkg / "bad.py").write_text("def f():\n    from gensar.model.tasks import Sample\n")
     monkeypatch.setattr(__import__(__name__), "SRC", tmp_path / "gensar")
     assert upward_imports() == {("gensar.data.bad", "gensar.model.tasks")}
+
+
+def test_no_module_over_500_lines():
+    # One concept per module: a module past 500 lines holds several (issue 17); split it by concept.
+    long = {_module_name(p): n for p in SRC.rglob("*.py") if (n := len(p.read_text(encoding="utf-8").splitlines())) > 500}
+    assert not long, f"split these modules: {long}"

@@ -67,7 +67,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from gensar.config import load_config, require, require_seed, to_dict
-from gensar.data.canonical import write_tables
+from gensar.data.canonical_writer import write_tables
 from gensar.data.queries import session_queries
 from gensar.data.schema import REC, SEARCH, RawDataset, make_events, make_items
 from gensar.io import atomic_dir, check_output_dir
