@@ -229,7 +229,7 @@ def test_listening_socket_gives_nodelay_connections():
     import asyncio
     import socket
 
-    from gensar.infer_cli import _listen
+    from gensar.serve.cli import _listen
 
     async def probe() -> int:
         sock = _listen("127.0.0.1", 0)
