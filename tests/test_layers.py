@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "gensar"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("config", "io", "errors", "runtime", "metrics", "train_utils", "locks", "ownership", "exports"),
     ("data",), ("embed",), ("ids",), ("model",), ("decode",), ("eval",), ("baselines",), ("hybrid",),
-    ("serve",), ("pipeline", "report"), ("cli", "__main__"),
+    ("serve",), ("pipeline", "report"), ("cli", "pipeline_cli", "__main__"),
 )
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 
@@ -103,3 +103,25 @@ for pkg in pkgs:
         exported = ast.literal_eval(init.split("__all__ = ", 1)[1].split("]", 1)[0] + "]")
         submodules = {m.name for m in pkgutil.iter_modules([str(SRC / pkg)])}
         assert not set(exported) & submodules, f"gensar.{pkg} exports a submodule's name"
+
+
+def test_every_command_is_a_handler_in_a_cli_module():
+    # One shape for every command: gensar.<package>.cli:cli_<name> (the run-level commands in
+    # gensar.pipeline_cli), so the domain modules hold no argparse handling.
+    import importlib
+
+    from gensar.cli import build_parser
+
+    _, handlers = build_parser()
+    for command, handler in handlers.items():
+        module, func = handler.split(":")
+        assert module == "gensar.pipeline_cli" or (module.startswith("gensar.") and module.endswith(".cli")
+                                                    and module.count(".") == 2), (command, handler)
+        assert func.startswith("cli_") and callable(getattr(importlib.import_module(module), func)), handler
+    defined_elsewhere = sorted(
+        f"{_module_name(p)}:{node.name}" for p in SRC.rglob("*.py")
+        if p.name != "cli.py" and p.stem != "pipeline_cli"
+        for node in ast.parse(p.read_text(encoding="utf-8")).body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("cli_")
+    )
+    assert not defined_elsewhere, f"command handlers outside a cli module: {defined_elsewhere}"

@@ -187,7 +187,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--force", action="store_true", help="rerun every stage")
     p.add_argument("--reuse", default=None, metavar="RUN_DIR",
                    help="copy stages that RUN_DIR finished with the same config instead of recomputing them")
-    return "gensar.pipeline:cli_pipeline"
+    return "gensar.pipeline_cli:cli_pipeline"
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> Handler:
@@ -195,7 +195,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--force", action="store_true", help="rerun every stage")
-    return "gensar.pipeline:cli_demo"
+    return "gensar.pipeline_cli:cli_demo"
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> Handler:
@@ -217,7 +217,7 @@ def _add_report(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--out", required=True)
     p.add_argument("--split", default="test", choices=["valid", "test"])
     _common_out(p)
-    return "gensar.report:cli_report"
+    return "gensar.pipeline_cli:cli_report"
 
 
 _BUILDERS: tuple[Callable[[argparse._SubParsersAction], Handler], ...] = (
