@@ -76,7 +76,7 @@ def test_torn_last_line_is_skipped_with_a_warning_and_cut_off(tmp_path, caplog):
 
 
 @pytest.mark.parametrize(("line", "message"), [
-    ('{"seq": 2, "user_id": "u1"', "invalid JSON"),
+    ('{"seq": 2, "user_id": "u1"', "malformed JSON"),
     ('[1, 2]', "expected a JSON object"),
     ('{"seq": 2, "user_id": "u1", "behavior": "rec", "query": "", "items": ["zzz"], "timestamp": 0}',
      "unknown item 'zzz'"),

@@ -186,6 +186,20 @@ def ensure_owned_dir(out: str | Path, kind: str) -> Path:
     return out
 
 
+def json_object(text: str, path: str | Path, line: int) -> dict[str, Any]:
+    """One JSON-lines record (canonical JSONL, events logs): a JSON object, else an ``InputError``
+    naming the file and line."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"malformed JSON: {err.msg} (column {err.colno})", path=path, line=line) from None
+    except RecursionError:
+        raise InputError("malformed JSON: nested too deeply", path=path, line=line) from None
+    if not isinstance(record, dict):
+        raise InputError(f"expected a JSON object, got {type(record).__name__}", path=path, line=line)
+    return record
+
+
 def text_lines(data: bytes | Iterable[bytes], path: str | Path) -> Iterator[tuple[int, str]]:
     """Non-blank lines of UTF-8 text as (1-based line number, text without a leading BOM or the
     line break). ``data``: the bytes, or their lines as a binary file (plain or gzip) yields them,

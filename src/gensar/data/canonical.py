@@ -73,7 +73,6 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import json
 import re
 import zlib
 from dataclasses import dataclass
@@ -91,7 +90,7 @@ from gensar.data.schema import (
     validate,
 )
 from gensar.errors import InputError
-from gensar.io import text_lines
+from gensar.io import json_object, text_lines
 
 FORMATS = ("jsonl", "jsonl.gz", "csv", "csv.gz", "parquet")
 CATEGORY_SEP = " > "
@@ -202,7 +201,7 @@ def _decode(path: Path, data: bytes) -> str:
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         raise InputError(
-            f"not valid UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start})", path=path, line=line
+            f"not UTF-8 (undecodable byte 0x{data[err.start]:02x} at offset {err.start})", path=path, line=line
         ) from None
 
 
@@ -210,14 +209,7 @@ def _read_jsonl(path: Path, data: bytes) -> _Table:
     records: list[tuple[_Loc, dict[str, Any]]] = []
     columns: set[str] = set()
     for lineno, line in text_lines(data, path):
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"malformed JSON: {err.msg} (column {err.colno})", path=path, line=lineno) from None
-        except RecursionError:
-            raise InputError("malformed JSON: nested too deeply", path=path, line=lineno) from None
-        if not isinstance(record, dict):
-            raise InputError(f"expected a JSON object, got {type(record).__name__}", path=path, line=lineno)
+        record = json_object(line, path, lineno)
         columns.update(record)
         records.append((_Loc(path, lineno, len(records) + 1), record))
     if not records:
