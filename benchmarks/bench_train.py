@@ -55,21 +55,18 @@ from gensar.data.synth import SynthConfig, generate_world
 from gensar.errors import GensarError
 from gensar.io import atomic_write_json
 from gensar.model.backbone import BackboneConfig, build_backbone, count_parameters
-from gensar.model.tasks import (
-    MARKER_TOKENS,
-    IdMaps,
-    SampleEncoder,
-    TaskConfig,
-    TaskMix,
-    build_samples,
-    tokenizer_corpus,
-)
+from gensar.ids.item_ids import IdMaps
+from gensar.model.encoder import SampleEncoder
+from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
+from gensar.model.samples import TaskMix, build_samples
+from gensar.model.task_config import TaskConfig
 from gensar.model.tokenizer import TokenizerConfig, build_tokenizer
 
 # The loop's own batching and optimizer (private helpers: the benchmark must time what
 # `gensar train` runs, not a copy of it).
 from gensar.model.batching import bucket_key, collate, length_bucketed
-from gensar.model.train import TrainConfig, _optimizer
+from gensar.model.train import _optimizer
+from gensar.model.train_config import TrainConfig
 from gensar.runtime import configure_threads, seed_everything
 
 STYLES = ("compact", "paper")

@@ -25,7 +25,7 @@ from gensar.data.prepared import PreparedData
 from gensar.data.queries import build_item_queries
 from gensar.eval.candidates import candidate_matrix, eval_examples
 from gensar.eval.protocol import beam_retrieve
-from gensar.model.tasks import example_samples
+from gensar.model.samples import example_samples
 from gensar.model.trained import TrainedModel
 from gensar.runtime import configure_threads
 

@@ -32,6 +32,7 @@ def test_popularity_counts_only_training_events():
     data = make_tiny_prepared()
     pop = item_popularity(data)
     held = set(data.examples.loc[data.examples["split"] != "train", "event_id"])
+    assert data.held_out_event_ids == held and held  # the one definition every fitter uses
     expected = np.zeros(len(data.items))
     for ev in data.events.itertuples(index=False):
         if ev.event_id not in held:

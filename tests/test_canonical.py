@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gensar.data.canonical import FORMATS, is_canonical, read_canonical, write_canonical
+from gensar.data.canonical import FORMATS, is_canonical, read_canonical
+from gensar.data.canonical_writer import write_canonical
 from gensar.data.schema import RawDataset, make_events, make_items
 from gensar.errors import GensarError, InputError
 
@@ -98,7 +99,7 @@ ERRORS = [
     ("events.csv", "user_id,timestamp\nu,1\n", r"events\.csv:1: field 'items': missing required column"),
     ("events.jsonl", '{"user_id": "u", "timestamp": 1, "item_id": "a"}\n{"timestamp": 1, "item_id": "a"}\n',
      r"events\.jsonl:2: field 'user_id': missing required value"),
-    ("items.jsonl", b'{"item_id": "a"}\n{"item_id": "b\xff"}\n', r"items\.jsonl:2: not valid UTF-8"),
+    ("items.jsonl", b'{"item_id": "a"}\n{"item_id": "b\xff"}\n', r"items\.jsonl:2: not UTF-8"),
     ("items.jsonl", "", r"items\.jsonl: file is empty"),
     ("events.csv", "user_id,timestamp,items\n", r"events\.csv:1: no rows after the header"),
     ("items.jsonl", '{"item_id": "a"}\n{"item_id": "b"}\n{"item_id": "a"}\n',

@@ -113,9 +113,6 @@ def test_metric_keys_are_what_summarize_returns():
     # One definition of the metric names: the sampled protocol's table columns are summarize's keys.
     assert tuple(summarize(RANKS)) == METRIC_KEYS == ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10")
     assert FULL_KS == (5, 10, 20)
-    import gensar.eval.metrics as old_path  # the re-export shim keeps the old import path working
-
-    assert old_path.summarize is summarize
 
 
 def test_tie_aware_metrics_by_hand():

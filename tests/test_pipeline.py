@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from pathlib import Path
@@ -19,7 +20,8 @@ from gensar.eval.candidates import candidate_matrix, eval_examples
 from gensar.eval.protocol import beam_retrieve
 from gensar.ids.trie import IdTrie
 from gensar.model.scoring import pad_batch
-from gensar.model.tasks import TASKS, example_samples
+from gensar.model.samples import example_samples
+from gensar.model.task_config import TASKS
 from gensar.model.trained import ID_KIND, TrainedModel
 from gensar.pipeline import PipelineConfig, _fingerprint, builtin_config, run_pipeline
 
@@ -296,3 +298,19 @@ def test_data_fingerprint_follows_source_contents_not_mtimes(tmp_path):
     assert _fingerprint("data", cfg, "") == before
     (source / "Shop.text").write_text("item_id:token\ttext:token_seq\ni1\tblue pen\n")
     assert _fingerprint("data", cfg, "") != before
+
+
+def test_readme_python_example_runs_on_a_run(tiny_run, tmp_path, monkeypatch, capsys):
+    # The README's "Using gensar from Python" block, as written, against the tiny run as runs/demo.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Using gensar from Python", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "demo").symlink_to(tiny_run)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("recommend ") for line in lines) == 5
+    assert lines[-1].startswith("search [")
+    titles = ast.literal_eval(lines[-1].removeprefix("search "))
+    assert len(titles) == 5 and set(titles) <= set(PreparedData.load(tiny_run / "data").items["title"])

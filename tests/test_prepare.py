@@ -268,7 +268,7 @@ def test_stats_hand_counted(tiny_prepared):
 
 
 def test_cli_prepare_stats_round_trip_and_errors(tmp_path, capsys):
-    from gensar.data.canonical import write_canonical
+    from gensar.data.canonical_writer import write_canonical
 
     src = write_canonical(random_raw(), None, tmp_path / "src")
     cfg = tmp_path / "prep.yaml"
@@ -334,7 +334,7 @@ def test_prepare_scientific_duplicate(scientific_dir):
 
 
 def test_query_source_title_from_the_cli_gives_specific_seeded_queries(tmp_path):
-    from gensar.data.canonical import write_canonical
+    from gensar.data.canonical_writer import write_canonical
     from gensar.data.queries import clean_words, words
 
     src = write_canonical(random_raw(), None, tmp_path / "src")

@@ -17,12 +17,11 @@ from gensar.embed.collaborative import (
     collaborative_embeddings,
     evaluate,
     gensar_protocol,
-    heldout_event_ids,
-    leave_one_out,
+    whole_sequence_split,
     load_sasrec,
     pad_histories,
     popularity_metrics,
-    ranking_metrics,
+    sampled_metrics,
     sasrec_scores,
     target_ranks,
     train_sasrec,
@@ -77,7 +76,7 @@ def test_learns_a_deterministic_successor_pattern(loss):
     n = 20
     rng = np.random.default_rng(0)
     seqs = [[(s + j) % n for j in range(int(rng.integers(4, 9)))] for s in rng.integers(0, n, size=120)]
-    proto = leave_one_out(seqs, n, negatives=5, seed=0)
+    proto = whole_sequence_split(seqs, n, negatives=5, seed=0)
     cfg = SASRecConfig(hidden=32, heads=2, layers=1, dropout=0.1, max_len=8, loss=loss, negatives=6,
                        lr=0.01, weight_decay=0.0, batch_size=32, epochs=30, patience=30)
     trained = train_sasrec(proto.train_seqs, n, cfg, valid=proto.valid, progress=False)
@@ -115,7 +114,7 @@ def _scores(model: SASRec, ev: EvalSet) -> np.ndarray:
 
 # ---- metrics ---------------------------------------------------------------------------------
 def test_metrics_on_hand_computed_ranks():
-    m = ranking_metrics(np.array([0, 1, 4, 10]))
+    m = sampled_metrics(np.array([0, 1, 4, 10]))
     assert m["hr@1"] == 0.25 and m["hr@5"] == 0.75 and m["hr@10"] == 0.75
     assert m["ndcg@5"] == pytest.approx((1 + 1 / math.log2(3) + 1 / math.log2(6)) / 4)
     assert m["ndcg@10"] == pytest.approx(m["ndcg@5"])
@@ -125,7 +124,7 @@ def test_metrics_on_hand_computed_ranks():
 def test_ties_count_against_the_target():
     scores = np.array([[0.5, 0.9, 0.1, 0.5], [2.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
     np.testing.assert_array_equal(target_ranks(scores), [2, 0, 3])
-    assert ranking_metrics(target_ranks(np.zeros((5, 101))))["hr@10"] == 0.0  # constant model: no credit
+    assert sampled_metrics(target_ranks(np.zeros((5, 101))))["hr@10"] == 0.0  # constant model: no credit
 
 
 def test_popularity_ranks_by_training_counts():
@@ -149,22 +148,22 @@ def test_pad_histories_keeps_newest_items():
 
 def test_leave_one_out_split_and_negatives():
     seqs = [[0, 1, 2, 3], [4, 5], [6, 7, 8]]
-    p = leave_one_out(seqs, n_items=20, negatives=5, seed=3)
+    p = whole_sequence_split(seqs, n_items=20, negatives=5, seed=3)
     assert p.train_seqs == [[0, 1], [4, 5], [6]]
     assert p.valid.histories == [[0, 1], [6]] and p.test.histories == [[0, 1, 2], [6, 7]]
     assert p.valid.candidates[:, 0].tolist() == [2, 7] and p.test.candidates[:, 0].tolist() == [3, 8]
     for cands, seq in zip([*p.valid.candidates, *p.test.candidates], [seqs[0], seqs[2]] * 2, strict=True):
         assert len(set(cands[1:].tolist())) == 5 and not set(cands[1:].tolist()) & set(seq)
-    again = leave_one_out(seqs, n_items=20, negatives=5, seed=3)
+    again = whole_sequence_split(seqs, n_items=20, negatives=5, seed=3)
     np.testing.assert_array_equal(p.test.candidates, again.test.candidates)
     with pytest.raises(ConfigError, match="eval_negatives"):
-        leave_one_out(seqs, n_items=8, negatives=5, seed=0)
+        whole_sequence_split(seqs, n_items=8, negatives=5, seed=0)
 
 
 def test_gensar_protocol_uses_training_events_only(tiny_prepared):
     data = tiny_prepared
     p = gensar_protocol(data)
-    held = heldout_event_ids(data)
+    held = data.held_out_event_ids
     train_items = sum(len(items) for e, items in zip(data.events["event_id"], data.events["items"], strict=True) if e not in held)
     assert sum(len(s) for s in p.train_seqs) == train_items
     valid = data.split("valid", "rec")

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 
 from gensar.cli import main
 from gensar.errors import GensarError
-from gensar.infer_cli import _is_loopback, _listen
+from gensar.serve.cli import _is_loopback, _listen
 from gensar.serve.access import AccessConfig, BodyLimit, read_api_key, require_write_key
 from gensar.serve.app import create_app
 from gensar.serve.service import ServeConfig, Service

@@ -353,7 +353,9 @@ def _tiny_generative(data, beam_size: int):
     import torch
 
     from gensar.model.backbone import BackboneConfig, build_backbone
-    from gensar.model.tasks import MARKER_TOKENS, IdMaps, TaskConfig, tokenizer_corpus
+    from gensar.ids.item_ids import IdMaps
+    from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
+    from gensar.model.task_config import TaskConfig
     from gensar.model.tokenizer import TokenizerConfig, build_tokenizer
     from gensar.serve.generative import GenerativeEngine
 
@@ -386,15 +388,11 @@ def _teacher_forced(engine, input_ids, prefix: int, ids_tokens: list[list[int]])
 
 
 def test_generative_engine_renders_like_training_and_decodes_exactly():
-    from gensar.model.tasks import (
-        COLLABORATIVE,
-        REC_TOKEN,
-        SEARCH_TOKEN,
-        SEMANTIC,
-        Sample,
-        SampleEncoder,
-        TaskConfig,
-    )
+    from gensar.ids.item_ids import COLLABORATIVE, SEMANTIC
+    from gensar.model.encoder import SampleEncoder
+    from gensar.model.prompts import REC_TOKEN, SEARCH_TOKEN
+    from gensar.model.samples import Sample
+    from gensar.model.task_config import TaskConfig
 
     data = make_tiny_prepared()
     engine, ids, tok = _tiny_generative(data, beam_size=40)  # beam >= catalog: nothing is pruned
@@ -453,7 +451,7 @@ def test_generative_engine_batches_and_suggests_known_queries():
 def test_generative_run_dir_serves_over_http(tmp_path):
     from gensar.config import to_dict
     from gensar.model.backbone import save_model
-    from gensar.model.train import ModelRunConfig, TrainConfig
+    from gensar.model.train_config import ModelRunConfig, TrainConfig
     from gensar.model.trained import MODEL_CONFIG_NAME
 
     data = make_tiny_prepared()

@@ -23,7 +23,7 @@ if not CHROMIUM.is_file():
 import uvicorn
 from conftest import make_tiny_prepared
 
-from gensar.infer_cli import _listen
+from gensar.serve.cli import _listen
 from gensar.serve.access import AccessConfig
 from gensar.serve.app import create_app
 from gensar.serve.service import ServeConfig, Service

@@ -76,7 +76,7 @@ def test_torn_last_line_is_skipped_with_a_warning_and_cut_off(tmp_path, caplog):
 
 
 @pytest.mark.parametrize(("line", "message"), [
-    ('{"seq": 2, "user_id": "u1"', "invalid JSON"),
+    ('{"seq": 2, "user_id": "u1"', "malformed JSON"),
     ('[1, 2]', "expected a JSON object"),
     ('{"seq": 2, "user_id": "u1", "behavior": "rec", "query": "", "items": ["zzz"], "timestamp": 0}',
      "unknown item 'zzz'"),
@@ -229,7 +229,7 @@ def test_listening_socket_gives_nodelay_connections():
     import asyncio
     import socket
 
-    from gensar.infer_cli import _listen
+    from gensar.serve.cli import _listen
 
     async def probe() -> int:
         sock = _listen("127.0.0.1", 0)

@@ -13,18 +13,11 @@ from conftest import make_tiny_prepared
 from gensar.config import from_dict
 from gensar.data.queries import words
 from gensar.errors import ConfigError, InputError
-from gensar.model.tasks import (
-    MARKER_TOKENS,
-    TASKS,
-    IdMaps,
-    Sample,
-    SampleEncoder,
-    TaskConfig,
-    TaskMix,
-    build_samples,
-    pseudo_queries,
-    tokenizer_corpus,
-)
+from gensar.ids.item_ids import IdMaps
+from gensar.model.encoder import SampleEncoder
+from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
+from gensar.model.samples import Sample, TaskMix, build_samples, pseudo_queries
+from gensar.model.task_config import TASKS, TaskConfig
 from gensar.model.tokenizer import TokenizerConfig, build_tokenizer
 
 

@@ -21,16 +21,11 @@ from gensar.cli import main
 from gensar.config import from_dict, load_config
 from gensar.errors import ConfigError
 from gensar.model.backbone import BackboneConfig, build_backbone, load_pretrained_backbone, save_model
-from gensar.model.scoring import candidate_log_likelihoods, pad_batch, rank_examples, ranking_metrics
-from gensar.model.tasks import (
-    MARKER_TOKENS,
-    Sample,
-    SampleEncoder,
-    TaskConfig,
-    TaskMix,
-    build_samples,
-    tokenizer_corpus,
-)
+from gensar.model.scoring import behavior_metrics, candidate_log_likelihoods, pad_batch, rank_examples
+from gensar.model.encoder import SampleEncoder
+from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
+from gensar.model.samples import Sample, TaskMix, build_samples
+from gensar.model.task_config import TaskConfig
 from gensar.model.tokenizer import TokenizerConfig, build_tokenizer
 from gensar.model.batching import bucket_key, collate, length_bucketed
 from gensar.model.checkpoint import atomic_torch_save
@@ -89,13 +84,13 @@ def test_pretrained_backbone_grows_embeddings(tiny, tmp_path):
 
 # ---- scoring ------------------------------------------------------------------------------------------
 def test_ranking_metrics_by_hand():
-    m = ranking_metrics({"rec": np.array([0, 9]), "search": np.array([10])}, ks=(1, 10))
+    m = behavior_metrics({"rec": np.array([0, 9]), "search": np.array([10])}, ks=(1, 10))
     assert (m["rec_hr@10"], m["search_hr@10"], m["hr@10"]) == (1.0, 0.0, 0.5)
     assert (m["rec_hr@1"], m["hr@1"]) == (0.5, 0.25)
     assert m["rec_ndcg@10"] == pytest.approx((1 + 1 / math.log2(11)) / 2)
     assert m["ndcg@10"] == pytest.approx((1 + 1 / math.log2(11)) / 4)
     assert (m["rec_examples"], m["search_examples"]) == (2, 1)
-    only_rec = ranking_metrics({"rec": np.array([3]), "search": np.zeros(0)}, ks=(5,))
+    only_rec = behavior_metrics({"rec": np.array([3]), "search": np.zeros(0)}, ks=(5,))
     assert only_rec["hr@5"] == 1.0 and "search_hr@5" not in only_rec
 
 
@@ -145,6 +140,15 @@ def test_tiny_model_loss_decreases(tiny):
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_pooled_batches_by_hand():
+    # The one length bucketing both loops use (T5 plan, SASRec windows): sort within pools, cut.
+    from gensar.train_utils import pooled_batches
+
+    lengths = np.array([9, 1, 8, 2, 7])  # sample -> length
+    got = pooled_batches(np.array([0, 1, 2, 3, 4]), lengths, batch=2, pool=2)
+    assert [b.tolist() for b in got] == [[1, 3], [2, 0], [4]]  # pool [0..3] by length, then [4]
 
 
 def test_length_bucketing_is_a_permutation_with_less_padding():
@@ -326,7 +330,7 @@ def test_resume_before_first_checkpoint_starts_over(dirs, tmp_path):
     from gensar.config import to_dict
     from gensar.data.prepared import PreparedData
     from gensar.io import atomic_write_json
-    from gensar.model.tasks import IdMaps
+    from gensar.ids.item_ids import IdMaps
     from gensar.model.train import _fingerprint
 
     cfg = load_config(ModelRunConfig, TINY, ["train.epochs=1", "train.progress=false"])

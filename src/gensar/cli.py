@@ -35,7 +35,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--config", default=None, help="YAML with SynthConfig parameters (gensar.data.synth)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     _common_out(p)
-    return "gensar.data.synth:cli_synth"
+    return "gensar.data.cli:cli_synth"
 
 
 def _add_prepare(sub: argparse._SubParsersAction) -> Handler:
@@ -59,14 +59,14 @@ def _add_prepare(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--config", default=None, help="YAML with prepare options")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     _common_out(p)
-    return "gensar.data.prepare:cli_prepare"
+    return "gensar.data.cli:cli_prepare"
 
 
 def _add_stats(sub: argparse._SubParsersAction) -> Handler:
     p = sub.add_parser("stats", help="statistics of a prepared data directory")
     p.add_argument("data_dir")
     p.add_argument("--json", action="store_true", help="print JSON")
-    return "gensar.data.stats:cli_stats"
+    return "gensar.data.cli:cli_stats"
 
 
 def _add_sasrec(sub: argparse._SubParsersAction) -> Handler:
@@ -83,7 +83,7 @@ def _add_sasrec(sub: argparse._SubParsersAction) -> Handler:
                    help="also rank the whole catalog (gensar protocol): a full_ranking block with "
                         "recall/ndcg@5/10/20")
     _common_out(p)
-    return "gensar.baselines.sasrec_cli:cli_sasrec"
+    return "gensar.baselines.cli:cli_sasrec"
 
 
 def _add_ids(sub: argparse._SubParsersAction) -> Handler:
@@ -157,7 +157,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> Handler:
                    help="allow a non-loopback --host without --api-key-file (anyone reaching it may write)")
     p.add_argument("--max-body-bytes", type=int, default=1_000_000,
                    help="larger request bodies get a 413 before they are read (default: 1 MB)")
-    return "gensar.infer_cli:cli_serve"
+    return "gensar.serve.cli:cli_serve"
 
 
 def _add_recommend(sub: argparse._SubParsersAction) -> Handler:
@@ -165,7 +165,7 @@ def _add_recommend(sub: argparse._SubParsersAction) -> Handler:
     _serve_common(p)
     p.add_argument("--user", default=None, help="user id (unknown users get an empty history)")
     _query_common(p)
-    return "gensar.infer_cli:cli_recommend"
+    return "gensar.serve.cli:cli_recommend"
 
 
 def _add_search(sub: argparse._SubParsersAction) -> Handler:
@@ -174,7 +174,7 @@ def _add_search(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--query", default=None)
     p.add_argument("--user", default=None, help="personalize with this user's history")
     _query_common(p)
-    return "gensar.infer_cli:cli_search"
+    return "gensar.serve.cli:cli_search"
 
 
 def _add_pipeline(sub: argparse._SubParsersAction) -> Handler:
@@ -187,7 +187,7 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--force", action="store_true", help="rerun every stage")
     p.add_argument("--reuse", default=None, metavar="RUN_DIR",
                    help="copy stages that RUN_DIR finished with the same config instead of recomputing them")
-    return "gensar.pipeline:cli_pipeline"
+    return "gensar.pipeline_cli:cli_pipeline"
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> Handler:
@@ -195,7 +195,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--out", default="runs/demo", help="run directory (default: runs/demo)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--force", action="store_true", help="rerun every stage")
-    return "gensar.pipeline:cli_demo"
+    return "gensar.pipeline_cli:cli_demo"
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> Handler:
@@ -217,7 +217,7 @@ def _add_report(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--out", required=True)
     p.add_argument("--split", default="test", choices=["valid", "test"])
     _common_out(p)
-    return "gensar.report:cli_report"
+    return "gensar.pipeline_cli:cli_report"
 
 
 _BUILDERS: tuple[Callable[[argparse._SubParsersAction], Handler], ...] = (

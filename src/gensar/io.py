@@ -1,4 +1,4 @@
-"""Atomic file and directory writes: output is either complete or absent."""
+"""Atomic file and directory writes (output is either complete or absent), and the one line reader."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,12 +186,36 @@ def ensure_owned_dir(out: str | Path, kind: str) -> Path:
     return out
 
 
-def text_lines(data: bytes, path: str | Path) -> Iterator[tuple[int, str]]:
-    """Non-blank lines of UTF-8 ``data`` as (1-based line number, text); bad bytes name the line."""
-    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+def json_object(text: str, path: str | Path, line: int) -> dict[str, Any]:
+    """One JSON-lines record (canonical JSONL, events logs): a JSON object, else an ``InputError``
+    naming the file and line."""
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(f"malformed JSON: {err.msg} (column {err.colno})", path=path, line=line) from None
+    except RecursionError:
+        raise InputError("malformed JSON: nested too deeply", path=path, line=line) from None
+    if not isinstance(record, dict):
+        raise InputError(f"expected a JSON object, got {type(record).__name__}", path=path, line=line)
+    return record
+
+
+def text_lines(data: bytes | Iterable[bytes], path: str | Path) -> Iterator[tuple[int, str]]:
+    """Non-blank lines of UTF-8 text as (1-based line number, text without a leading BOM or the
+    line break). ``data``: the bytes, or their lines as a binary file (plain or gzip) yields them,
+    so a large file streams. A line that is not UTF-8 is an ``InputError`` naming that line.
+
+    The line reader of every text format gensar reads (loaders, canonical JSONL, events logs,
+    request batches); lines end at ``\n`` only (JSON strings may hold U+2028 and the like)."""
+    lines = data.split(b"\n") if isinstance(data, bytes) else data
+    for lineno, raw in enumerate(lines, start=1):
         try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise InputError("not UTF-8", path=path, line=lineno) from None
-        if line.strip():
-            yield lineno, line
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise InputError(f"not UTF-8 (undecodable bytes at byte {err.start} of the line)",
+                             path=path, line=lineno) from None
+        if lineno == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        text = text.rstrip("\r\n")
+        if text.strip():
+            yield lineno, text

@@ -82,7 +82,7 @@ def rank_of_target(scores: np.ndarray, target_index: np.ndarray) -> np.ndarray:
     that scores everything equally gets the worst rank, not the best. A target scoring -inf or
     NaN was not retrieved: rank ``np.inf``.
     """
-    s, target = _with_target(scores, target_index)  # [B, N], [B, 1]
+    s, target = _scores_and_target(scores, target_index)  # [B, N], [B, 1]
     rank = (s >= target).sum(axis=1) - 1.0  # NaN compares False, so NaN scores never outrank
     return np.where(target[:, 0] > -np.inf, rank, np.inf)  # False for -inf and NaN
 
@@ -90,7 +90,7 @@ def rank_of_target(scores: np.ndarray, target_index: np.ndarray) -> np.ndarray:
 def tied_ranks(scores: np.ndarray, target_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(``better`` [B], ``ties`` [B]): items scoring strictly above the target, and other items scoring
     the same. A target scoring -inf or NaN was not retrieved: ``better`` = inf, ``ties`` = 0."""
-    s, target = _with_target(scores, target_index)  # [B, N], [B, 1]
+    s, target = _scores_and_target(scores, target_index)  # [B, N], [B, 1]
     found = target[:, 0] > -np.inf  # False for -inf and NaN
     better = (s > target).sum(axis=1).astype(np.float64)
     ties = ((s == target).sum(axis=1) - 1).astype(np.float64)
@@ -125,6 +125,18 @@ def full_ranking_tied(better: np.ndarray, ties: np.ndarray, ks: Sequence[int] = 
     return out | {f"ndcg@{k}": expected_ndcg(better, ties, k) for k in ks}
 
 
+def _scores_and_target(scores: np.ndarray, target_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``scores`` as float64 [B, N] and each row's target score [B, 1]; shapes and indices checked."""
+    s = np.asarray(scores, dtype=np.float64)
+    t = np.asarray(target_index, dtype=np.int64).reshape(-1)
+    if s.ndim != 2 or s.shape[0] != t.shape[0]:
+        raise GensarError(f"scores must be [B, N] with B = {t.shape[0]} targets, got shape {s.shape}")
+    if t.size and (t.min() < 0 or t.max() >= s.shape[1]):
+        raise GensarError(f"target index out of range [0, {s.shape[1]})")
+    target = s[np.arange(len(t)), t][:, None]  # [B, 1]
+    return s, target
+
+
 def _tied(better: np.ndarray, ties: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if int(k) != k or k < 1:
         raise GensarError(f"k must be a positive integer, got {k}")
@@ -135,17 +147,6 @@ def _tied(better: np.ndarray, ties: np.ndarray, k: int) -> tuple[np.ndarray, np.
     if (g < 0).any() or (e < 0).any():
         raise GensarError("better and ties must be >= 0")
     return np.where(np.isinf(g), float(k), g), np.where(np.isinf(g), 0.0, e)
-
-
-def _with_target(scores: np.ndarray, target_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Checked float64 scores [B, N] and each row's target score [B, 1]."""
-    s = np.asarray(scores, dtype=np.float64)
-    t = np.asarray(target_index, dtype=np.int64).reshape(-1)
-    if s.ndim != 2 or s.shape[0] != t.shape[0]:
-        raise GensarError(f"scores must be [B, N] with B = {t.shape[0]} targets, got shape {s.shape}")
-    if t.size and (t.min() < 0 or t.max() >= s.shape[1]):
-        raise GensarError(f"target index out of range [0, {s.shape[1]})")
-    return s, s[np.arange(len(t)), t][:, None]
 
 
 def rank_from_retrieved(retrieved_items: np.ndarray, targets: np.ndarray) -> np.ndarray:

@@ -21,7 +21,6 @@ last checkpoint when its fingerprint is unchanged, and starts over otherwise.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shutil
@@ -31,18 +30,17 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from gensar.config import load_config, to_dict, to_yaml
+from gensar.config import to_dict, to_yaml
 from gensar.data.prepare import PrepareConfig
 from gensar.data.synth import SynthConfig
 from gensar.errors import GensarError
 from gensar import locks
 from gensar.errors import OutputError
 from gensar.eval.config import EvalConfig
-from gensar.eval.table import format_comparison, format_metrics
 from gensar.hybrid.config import HybridConfig
 from gensar.ids.stage import IdsConfig
 from gensar.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
-from gensar.model.train import ModelRunConfig
+from gensar.model.train_config import ModelRunConfig
 from gensar.ownership import MARKER, is_ours, refuse_output_over_input, write_marker
 
 STAGES = ("data", "ids", "model", "hybrid", "evaluate")
@@ -215,7 +213,8 @@ def _run_stage(stage: str, cfg: PipelineConfig, run: Path, fp: str) -> None:
 
         build_ids(PreparedData.load(run / "data"), cfg.ids, run / "ids", overwrite=True)
     elif stage == "model":
-        from gensar.model.train import checkpoint_dir, train
+        from gensar.model.checkpoint import checkpoint_dir
+        from gensar.model.train import train
 
         # Resume only the training this very stage started: same model config, data and IDs.
         started = run / "model.started"
@@ -288,25 +287,3 @@ def _source_digests(source: Path) -> list[tuple[str, str]]:
 def _read_stages(run: Path) -> dict[str, str]:
     path = run / "stages.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-def cli_pipeline(args: argparse.Namespace) -> int:
-    cfg = load_config(PipelineConfig, args.config, args.overrides)
-    metrics = run_pipeline(cfg, args.out, force=args.force, reuse=args.reuse)
-    print(format_metrics(metrics))
-    if metrics.get("baselines"):
-        print()
-        print(format_comparison(metrics, "test"))
-    return 0
-
-
-def cli_demo(args: argparse.Namespace) -> int:
-    path = builtin_config("synthetic")
-    cfg = load_config(PipelineConfig, path, args.overrides)
-    start = time.perf_counter()
-    metrics = run_pipeline(cfg, args.out, force=args.force)
-    print(f"\ngensar demo: synthetic world, run directory {args.out} ({time.perf_counter() - start:.0f} s)")
-    print(format_metrics(metrics))
-    print()
-    print(format_comparison(metrics, "test"))
-    return 0

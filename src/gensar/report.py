@@ -12,7 +12,6 @@ shows their mean ± sample standard deviation, and the number of seeds.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import statistics
@@ -226,12 +225,3 @@ def write_report(paths: list[str], out: str | Path, split: str = "test", overwri
                                          encoding="utf-8")
         tradeoff_plot(rows, split, tmp / "tradeoff.png")
     return Path(out)
-
-
-def cli_report(args: argparse.Namespace) -> int:
-    from gensar.ownership import refuse_output_over_input
-
-    refuse_output_over_input([("--out", args.out)], [("RUN", r) for r in args.runs])
-    out = write_report(args.runs, args.out, args.split, args.overwrite)
-    print((out / "report.md").read_text(encoding="utf-8"))
-    return 0

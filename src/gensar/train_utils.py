@@ -1,10 +1,11 @@
 """What the training loops here share (the generative model's trainer, SASRec).
 
-A leaf module (torch only), so every stage's loop may use it.
+A leaf module (numpy and torch only), so every stage's loop may use it.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -17,3 +18,20 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
+
+
+def pooled_batches(order: np.ndarray, lengths: np.ndarray, batch: int, pool: int) -> list[np.ndarray]:
+    """Length bucketing: cut ``order`` (sample indices, already shuffled) into pools of ``pool``
+    batches, sort each pool by ``lengths[sample]`` (stable; any sort key) and cut it into batches
+    of ``batch``, in order; only a pool's last batch can be short (so only the last pool's).
+
+    Batches of similar lengths spend little compute on padding; sorting only within a pool keeps
+    their composition random. Each loop shuffles the batches its own way.
+    """
+    size = pool * batch
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), size):
+        chunk = order[start : start + size]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch] for i in range(0, len(chunk), batch))
+    return batches

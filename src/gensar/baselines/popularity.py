@@ -11,15 +11,9 @@ from gensar.data.prepared import PreparedData
 from gensar.data.schema import BEHAVIORS
 
 
-def held_out_event_ids(data: PreparedData) -> set[int]:
-    """Events that are validation/test targets: never used for fitting any model."""
-    ex = data.examples
-    return set(ex.loc[ex["split"] != "train", "event_id"].astype(int))
-
-
 def item_popularity(data: PreparedData) -> np.ndarray:
     """[n_items] click counts over training events."""
-    held = held_out_event_ids(data)
+    held = data.held_out_event_ids
     counts = np.zeros(len(data.items), dtype=np.float64)
     index = data.item_index
     for event_id, items in zip(data.events["event_id"], data.events["items"], strict=True):

@@ -64,6 +64,8 @@ Example (CSV)::
 Ids are stripped of surrounding whitespace. Blank lines in JSONL and CSV are skipped.
 Every problem is reported as an ``InputError`` naming the file, the 1-based line (JSONL,
 CSV; for Parquet the message names the 1-based row) and the field.
+
+This module reads the format; ``gensar.data.canonical_writer`` writes it.
 """
 
 from __future__ import annotations
@@ -71,14 +73,11 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import json
 import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pandas as pd
 
 from gensar.data.schema import (
     BEHAVIORS,
@@ -90,8 +89,8 @@ from gensar.data.schema import (
     make_items,
     validate,
 )
-from gensar.errors import GensarError, InputError
-from gensar.io import atomic_dir
+from gensar.errors import InputError
+from gensar.io import json_object, text_lines
 
 FORMATS = ("jsonl", "jsonl.gz", "csv", "csv.gz", "parquet")
 CATEGORY_SEP = " > "
@@ -181,42 +180,36 @@ def _read_table(path: Path) -> _Table:
     fmt = _format_of(path)
     if fmt == "parquet":
         return _read_parquet(path)
-    text = _read_text(path)
-    return _read_jsonl(path, text) if fmt.startswith("jsonl") else _read_csv(path, text)
+    data = _read_bytes(path)
+    return _read_jsonl(path, data) if fmt.startswith("jsonl") else _read_csv(path, _decode(path, data))
 
 
-def _read_text(path: Path) -> str:
+def _read_bytes(path: Path) -> bytes:
     data = path.read_bytes()
     if path.name.endswith(".gz"):
         try:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as err:
             raise InputError(f"not a valid gzip file ({err})", path=path) from None
+    return data
+
+
+def _decode(path: Path, data: bytes) -> str:
+    """The whole text (CSV: a quoted field may span lines, so it is not read line by line)."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         raise InputError(
-            f"not valid UTF-8 (byte 0x{data[err.start]:02x} at offset {err.start})", path=path, line=line
+            f"not UTF-8 (undecodable byte 0x{data[err.start]:02x} at offset {err.start})", path=path, line=line
         ) from None
 
 
-def _read_jsonl(path: Path, text: str) -> _Table:
+def _read_jsonl(path: Path, data: bytes) -> _Table:
     records: list[tuple[_Loc, dict[str, Any]]] = []
     columns: set[str] = set()
-    # split on "\n" only: str.splitlines() would also split on U+2028 etc. inside JSON strings
-    for lineno, line in enumerate(text.split("\n"), start=1):
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"malformed JSON: {err.msg} (column {err.colno})", path=path, line=lineno) from None
-        except RecursionError:
-            raise InputError("malformed JSON: nested too deeply", path=path, line=lineno) from None
-        if not isinstance(record, dict):
-            raise InputError(f"expected a JSON object, got {type(record).__name__}", path=path, line=lineno)
+    for lineno, line in text_lines(data, path):
+        record = json_object(line, path, lineno)
         columns.update(record)
         records.append((_Loc(path, lineno, len(records) + 1), record))
     if not records:
@@ -434,122 +427,3 @@ def _event_items(rec: dict[str, Any], loc: _Loc, is_csv: bool) -> tuple[list[str
         repeated = next(i for i in items if items.count(i) > 1)
         raise loc.error(f"item '{repeated}' is listed twice", "items")
     return items, "items"
-
-
-# ---- writing -----------------------------------------------------------------------------
-
-def write_canonical(
-    raw_or_items: RawDataset | pd.DataFrame,
-    events: pd.DataFrame | None,
-    out_dir: str | Path,
-    fmt: str = "jsonl",
-    *,
-    overwrite: bool = False,
-) -> Path:
-    """Write ``items.<fmt>`` and ``events.<fmt>`` into ``out_dir`` atomically.
-
-    Pass either a ``RawDataset`` and ``events=None``, or an items table and an events table.
-    A non-empty ``out_dir`` is refused unless ``overwrite``.
-    """
-    items, events = _tables(raw_or_items, events)
-    _check_format(fmt)
-    with atomic_dir(out_dir, overwrite=overwrite, kind="canonical") as tmp:
-        write_tables(items, events, tmp, fmt)
-    return Path(out_dir)
-
-
-def write_tables(items: pd.DataFrame, events: pd.DataFrame, directory: str | Path, fmt: str = "jsonl") -> None:
-    """Write both tables into an existing directory (not atomic: use inside ``io.atomic_dir``)."""
-    _check_format(fmt)
-    items = make_items(items)
-    events = make_events(events)
-    validate(items, events)  # never write what read_canonical would reject
-    rec = events["behavior"] == REC
-    if (events.loc[rec, "items"].map(len) != 1).any() or (events.loc[rec, "query"] != "").any():
-        raise InputError("a rec event must have exactly one item and no query", field="items")
-    # the reader strips ids, so an id it would change cannot be written faithfully
-    for field, ids in (("item_id", items["item_id"]), ("user_id", events["user_id"])):
-        bad = [x for x in ids if not x.strip() or x != x.strip()]
-        if bad:
-            raise InputError(f"id '{bad[0]}' is empty or has surrounding whitespace", field=field)
-    directory = Path(directory)
-    item_rows = [
-        {"item_id": r.item_id, "title": r.title, "categories": list(r.categories),
-         "description": r.description, "brand": r.brand}
-        for r in items.itertuples(index=False)
-    ]
-    event_rows = [
-        {"user_id": r.user_id, "timestamp": int(r.timestamp), "behavior": r.behavior, "query": r.query,
-         "items": list(r.items)}
-        for r in events.itertuples(index=False)
-    ]
-    for name, rows, columns in (("items", item_rows, ITEM_FIELDS), ("events", event_rows, EVENT_FIELDS[:-1])):
-        path = directory / f"{name}.{fmt}"
-        if fmt == "parquet":
-            _write_parquet(path, name, rows)
-            continue
-        text = _jsonl_text(rows) if fmt.startswith("jsonl") else _csv_text(rows, columns)
-        data = text.encode("utf-8")
-        if fmt.endswith(".gz"):
-            data = gzip.compress(data, mtime=0)  # mtime=0: same input, same bytes
-        path.write_bytes(data)
-
-
-def _tables(raw_or_items: RawDataset | pd.DataFrame, events: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    if isinstance(raw_or_items, RawDataset):
-        if events is not None:
-            raise GensarError("write_canonical: pass a RawDataset with events=None, or two tables")
-        return raw_or_items.items, raw_or_items.events
-    if events is None:
-        raise GensarError("write_canonical: an items table needs an events table")
-    return raw_or_items, events
-
-
-def _check_format(fmt: str) -> None:
-    if fmt not in FORMATS:
-        raise GensarError(f"unknown canonical format '{fmt}' (choose from {', '.join(FORMATS)})")
-
-
-def _jsonl_text(rows: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
-
-
-def _csv_text(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    # QUOTE_MINIMAL only quotes characters of the line terminator, so a bare "\r" would end the
-    # record on reading: rows holding one are written fully quoted
-    quote_all = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_ALL)
-    writer.writerow(columns)
-    for row in rows:
-        out = []
-        for col in columns:
-            value = row[col]
-            if col == "categories":
-                for part in value:
-                    if CATEGORY_SEP.strip() in part or part != part.strip() or not part:
-                        raise InputError(f"category '{part}' cannot be written to CSV (empty, contains '>' or "
-                                         "edge whitespace); use jsonl or parquet", field="categories")
-                value = CATEGORY_SEP.join(value)
-            elif col == "items":
-                for item in value:
-                    if item != "".join(item.split()):
-                        raise InputError(f"item id '{item}' contains whitespace and cannot be written to a CSV "
-                                         "'items' column; use jsonl or parquet", field="items")
-                value = " ".join(value)
-            out.append(value)
-        (quote_all if any("\r" in str(v) for v in out) else writer).writerow(out)
-    return buf.getvalue()
-
-
-def _write_parquet(path: Path, name: str, rows: list[dict[str, Any]]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if name == "items":
-        schema = pa.schema([("item_id", pa.string()), ("title", pa.string()), ("categories", pa.list_(pa.string())),
-                            ("description", pa.string()), ("brand", pa.string())])
-    else:
-        schema = pa.schema([("user_id", pa.string()), ("timestamp", pa.int64()), ("behavior", pa.string()),
-                            ("query", pa.string()), ("items", pa.list_(pa.string()))])
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)

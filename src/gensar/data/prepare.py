@@ -1,23 +1,20 @@
 """``gensar prepare``: raw log -> k-core -> semi-synthetic search -> splits -> candidates.
 
-``prepare(raw, cfg)`` is pure and seeded (same input and config, same tables); ``cli_prepare``
-loads a source, runs it and writes the prepared directory atomically (see prepared.py).
+``prepare(raw, cfg)`` is pure and seeded (same input and config, same tables); the command's
+handler (``gensar.data.cli``) loads a source, runs it and writes the prepared directory atomically
+(see prepared.py).
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
-import sys
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
 import pandas as pd
 
 from gensar import __version__
-from gensar.config import load_config, require, require_seed, to_dict
+from gensar.config import require, require_seed, to_dict
 from gensar.data.candidates import BM25Config, build_candidates
 from gensar.data.kcore import kcore, log_counts
 from gensar.data.prepared import SPLITS, PreparedData
@@ -25,8 +22,6 @@ from gensar.data.queries import apply_search_protocol, build_item_queries
 from gensar.data.schema import BEHAVIORS, SEARCH, RawDataset, validate
 from gensar.data.splits import leave_one_out
 from gensar.errors import GensarError
-from gensar.io import check_output_dir
-from gensar.ownership import refuse_output_over_input
 
 
 MAX_COUNT = 2**31 - 1  # history lengths, k-core thresholds and list sizes: int32 is plenty, and safe
@@ -123,56 +118,3 @@ def prepare(raw: RawDataset, cfg: PrepareConfig, progress: bool = False) -> Prep
     }
     return PreparedData(manifest=manifest, items=items, events=events, examples=examples,
                         candidates=candidates)
-
-
-def config_from_args(args: argparse.Namespace) -> PrepareConfig:
-    """YAML (--config), then --set overrides, then the explicit flags, which win."""
-    cfg = load_config(PrepareConfig, args.config, args.overrides)
-    flags = {
-        "search_protocol": args.search_protocol,
-        "search_ratio": args.search_ratio,
-        "seed": args.seed,
-        "max_history": args.max_history,
-        "kcore": args.kcore,
-        "num_negatives": args.num_negatives,
-        "query_source": args.query_source,
-    }
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None})
-    cfg.validate()
-    return cfg
-
-
-def short_lists_warning(manifest: dict) -> None:
-    """Say on stderr when candidate lists hold fewer negatives than asked (a small catalog):
-    metrics over them are not comparable with the full-size protocol."""
-    cands = manifest.get("candidates", {})
-    short = int(cands.get("short_lists", 0))
-    if short:
-        print(f"gensar prepare: warning: {short} of {cands.get('lists', '?')} candidate lists have fewer than "
-              f"--num-negatives {cands.get('num_negatives', '?')} negatives (as few as "
-              f"{cands.get('min_negatives', '?')}; the catalog has {manifest['counts']['catalog_items']} items)",
-              file=sys.stderr)
-
-
-def cli_prepare(args: argparse.Namespace) -> int:
-    from gensar.data.loaders import load_dataset
-
-    cfg = config_from_args(args)
-    inputs = [("SOURCE", args.source)] + ([("--config", args.config)] if args.config else [])
-    refuse_output_over_input([("--out", args.out)], inputs)
-    check_output_dir(args.out, args.overwrite)  # fail before the slow part
-    start = time.perf_counter()
-    raw = load_dataset(args.source, args.format)
-    data = prepare(raw, cfg, progress=sys.stderr.isatty())
-    data.save(args.out, overwrite=args.overwrite)
-    short_lists_warning(data.manifest)
-    c = data.manifest["counts"]
-    ex = c["examples"]
-    print(
-        f"prepared {args.out} from {raw.source} ({raw.format}, protocol {data.manifest['search_protocol']}, "
-        f"{time.perf_counter() - start:.1f}s)\n"
-        f"  {c['users']} users, {c['catalog_items']} items, {c['rec_events']} rec events, "
-        f"{c['search_sessions']} search sessions ({c['unique_queries']} distinct queries)\n"
-        + "\n".join(f"  {s}: " + ", ".join(f"{ex[s][b]} {b}" for b in BEHAVIORS) for s in SPLITS)
-    )
-    return 0

@@ -82,6 +82,12 @@ class PreparedData:
     def item_texts(self) -> list[str]:
         return item_texts(self.items)
 
+    @cached_property
+    def held_out_event_ids(self) -> frozenset[int]:
+        """Events that are valid/test targets of either behavior: never fitted on by any model."""
+        ex = self.examples
+        return frozenset(ex.loc[ex["split"] != "train", "event_id"].astype(int).tolist())
+
     def split(self, split: str, behavior: str | None = None) -> pd.DataFrame:
         """Examples of one split (and optionally one behavior)."""
         ex = self.examples[self.examples["split"] == split]

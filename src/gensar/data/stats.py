@@ -1,9 +1,6 @@
-"""``gensar stats``: counts and averages of a prepared data directory."""
+"""Counts and averages of a prepared data directory (``gensar stats``, in ``gensar.data.cli``)."""
 
 from __future__ import annotations
-
-import argparse
-import json
 
 import numpy as np
 
@@ -50,9 +47,3 @@ def format_stats(stats: dict) -> str:
     lines += ["", f"{'examples':<8}" + "".join(f"{b:>10}" for b in BEHAVIORS)]
     lines += [f"{s:<8}" + "".join(f"{stats['examples'][s][b]:>10}" for b in BEHAVIORS) for s in SPLITS]
     return "\n".join(lines)
-
-
-def cli_stats(args: argparse.Namespace) -> int:
-    stats = compute_stats(PreparedData.load(args.data_dir))
-    print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
-    return 0

@@ -55,23 +55,16 @@ give 0.17-0.18 / 0.20-0.21 / 0.32-0.33; the scorers are in tests/test_synth.py).
 
 from __future__ import annotations
 
-import argparse
-import json
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from gensar.config import load_config, require, require_seed, to_dict
-from gensar.data.canonical import write_tables
+from gensar.config import require, require_seed, to_dict
 from gensar.data.queries import session_queries
 from gensar.data.schema import REC, SEARCH, RawDataset, make_events, make_items
-from gensar.io import atomic_dir, check_output_dir
-from gensar.ownership import refuse_output_over_input
 
 ROOT = "Shop"
 
@@ -413,34 +406,3 @@ def _brand_names(n: int, rng: np.random.Generator) -> list[str]:
         head, tail = pairs[idx]
         names.append(head + tail)
     return names
-
-
-def cli_synth(args: argparse.Namespace) -> int:
-    """``gensar synth``: write a synthetic world as canonical JSONL files (+ world.json truth)."""
-    overrides = list(args.overrides)
-    flags = (("n_users", args.users), ("n_items", args.items), ("seed", args.seed),
-             ("query_source", args.query_source))
-    for key, value in flags:
-        if value is not None:
-            overrides.append(f"{key}={value}")
-    cfg = load_config(SynthConfig, args.config, overrides)
-    out = Path(args.out)
-    if args.config:
-        refuse_output_over_input([("--out", out)], [("--config", args.config)])
-    check_output_dir(out, args.overwrite)  # fail before spending time on generation
-    start = time.perf_counter()
-    raw = generate_world(cfg)
-    with atomic_dir(out, overwrite=args.overwrite, kind="synth") as tmp:
-        write_tables(raw.items, raw.events, tmp, "jsonl")
-        truth = {
-            "generator": "gensar synth",
-            "config": raw.info["config"],
-            "item_group": dict(zip(raw.items["item_id"], raw.info["item_group"], strict=True)),
-            "user_preferred": raw.info["user_preferred"],
-        }
-        (tmp / "world.json").write_text(json.dumps(truth, indent=1) + "\n", encoding="utf-8")
-    n_search = int((raw.events["behavior"] == SEARCH).sum())
-    print(f"wrote {out}: {len(raw.items):,} items, {raw.events['user_id'].nunique():,} users, "
-          f"{len(raw.events):,} events ({n_search / len(raw.events):.0%} search) in "
-          f"{time.perf_counter() - start:.1f}s")
-    return 0

@@ -24,6 +24,7 @@ import copy
 import io
 import time
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -41,7 +42,7 @@ from gensar.errors import ConfigError, GensarError
 from gensar.io import atomic_write_bytes
 from gensar.metrics import METRIC_KEYS, rank_of_target, summarize
 from gensar.runtime import seed_everything
-from gensar.train_utils import param_groups
+from gensar.train_utils import param_groups, pooled_batches
 
 Protocol = Literal["gensar", "sasrec"]
 PROTOCOLS: tuple[str, ...] = ("gensar", "sasrec")
@@ -54,7 +55,7 @@ def target_ranks(scores: np.ndarray) -> np.ndarray:
     return rank_of_target(scores, np.zeros(len(scores), dtype=np.int64))
 
 
-def ranking_metrics(ranks: np.ndarray) -> dict[str, float]:
+def sampled_metrics(ranks: np.ndarray) -> dict[str, float]:
     """hr@1, hr@5, hr@10, ndcg@5, ndcg@10 of 0-based target ranks (all 0.0 with no examples)."""
     if len(ranks) == 0:
         return dict.fromkeys(METRIC_KEYS, 0.0)
@@ -87,14 +88,14 @@ class ProtocolData:
     test: EvalSet
 
 
-def unified_sequences(data: PreparedData, drop_events: set[int] | None = None) -> dict[str, list[int]]:
+def unified_sequences(data: PreparedData, drop_events: AbstractSet[int] | None = None) -> dict[str, list[int]]:
     """user_id -> item indices of the user's events (rec and search) in time order.
 
     Events whose ``event_id`` is in ``drop_events`` are left out. A search event contributes
     all its clicked items, in their listed order.
     """
     index = data.item_index
-    drop = drop_events or set()
+    drop = drop_events or frozenset()
     seqs: dict[str, list[int]] = {}
     ev = data.events
     for user, event_id, items in zip(ev["user_id"], ev["event_id"], ev["items"], strict=True):
@@ -104,14 +105,8 @@ def unified_sequences(data: PreparedData, drop_events: set[int] | None = None) -
     return seqs
 
 
-def heldout_event_ids(data: PreparedData) -> set[int]:
-    """Event ids that are valid/test targets of either behavior: never trained on."""
-    ex = data.examples
-    return {int(e) for e in ex.loc[ex["split"] != "train", "event_id"]}
-
-
 def gensar_protocol(data: PreparedData) -> ProtocolData:
-    seqs = unified_sequences(data, heldout_event_ids(data))
+    seqs = unified_sequences(data, data.held_out_event_ids)
     train_seqs = [s for s in seqs.values() if s]
     return ProtocolData("gensar", train_seqs, _gensar_eval_set(data, "valid"), _gensar_eval_set(data, "test"))
 
@@ -152,10 +147,10 @@ def _gensar_eval_set(data: PreparedData, split: str) -> EvalSet:
 
 def sasrec_protocol(data: PreparedData, negatives: int, seed: int) -> ProtocolData:
     seqs = list(unified_sequences(data).values())
-    return leave_one_out(seqs, len(data.items), negatives, seed)
+    return whole_sequence_split(seqs, len(data.items), negatives, seed)
 
 
-def leave_one_out(seqs: Sequence[list[int]], n_items: int, negatives: int, seed: int) -> ProtocolData:
+def whole_sequence_split(seqs: Sequence[list[int]], n_items: int, negatives: int, seed: int) -> ProtocolData:
     """The public SASRec split of whole sequences, with seeded negative candidates."""
     rng = np.random.default_rng(seed)
     train_seqs: list[list[int]] = []
@@ -328,18 +323,12 @@ def _adamw(model: SASRec, cfg: SASRecConfig) -> torch.optim.Optimizer:
 
 
 def _length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Shuffled batches of windows with similar lengths, so little compute goes to padding.
+    """Shuffled batches of windows with similar lengths (pools of 50 batches), short ones included.
 
     Positions and attention ignore padding, so trimming a batch to its longest window changes
     nothing but speed.
     """
-    order = rng.permutation(len(lengths))
-    pool = batch_size * 50  # sort within pools to keep some randomness in batch composition
-    batches = []
-    for s in range(0, len(order), pool):
-        chunk = order[s : s + pool]
-        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    batches = pooled_batches(rng.permutation(len(lengths)), lengths, batch_size, pool=50)
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
@@ -389,8 +378,8 @@ def sasrec_scores(model: SASRec, histories: list[list[int]], candidates: np.ndar
 def evaluate(model: SASRec, eval_set: EvalSet) -> dict[str, float]:
     """hr@{1,5,10}, ndcg@{5,10} of ranking each example's target among its candidates."""
     if len(eval_set) == 0:
-        return ranking_metrics(np.zeros(0))
-    return ranking_metrics(target_ranks(sasrec_scores(model, eval_set.histories, eval_set.candidates)))
+        return sampled_metrics(np.zeros(0))
+    return sampled_metrics(target_ranks(sasrec_scores(model, eval_set.histories, eval_set.candidates)))
 
 
 def popularity_metrics(train_seqs: Sequence[list[int]], n_items: int, eval_set: EvalSet) -> dict[str, float]:
@@ -398,7 +387,7 @@ def popularity_metrics(train_seqs: Sequence[list[int]], n_items: int, eval_set: 
     counts = np.bincount(np.concatenate([np.asarray(s, dtype=np.int64) for s in train_seqs] or [np.zeros(0, np.int64)]), minlength=n_items)
     cands = eval_set.candidates
     scores = np.where(cands >= 0, counts[np.maximum(cands, 0)].astype(np.float64), -np.inf)
-    return ranking_metrics(target_ranks(scores))
+    return sampled_metrics(target_ranks(scores))
 
 
 # ---- the embedding the RQ-VAE consumes --------------------------------------------------------

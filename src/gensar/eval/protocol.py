@@ -26,7 +26,7 @@ from gensar.eval.config import EvalConfig
 from gensar.metrics import FULL_KS, ndcg_at_k, rank_from_retrieved, recall_at_k, summarize
 from gensar.ids.trie import IdTrie
 from gensar.model.scoring import pad_batch, rank_examples
-from gensar.model.tasks import example_samples
+from gensar.model.samples import example_samples
 from gensar.model.trained import ID_KIND, TrainedModel
 
 

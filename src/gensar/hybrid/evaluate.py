@@ -29,7 +29,8 @@ from gensar.hybrid.fusion import LinearFusion, fit_fusion, target_columns
 from gensar.hybrid.ranker import Candidates, HybridRanker
 from gensar.metrics import full_ranking_tied, summarize_tied, tied_ranks
 from gensar.model.scoring import pad_batch
-from gensar.model.tasks import SampleEncoder, example_samples
+from gensar.model.encoder import SampleEncoder
+from gensar.model.samples import example_samples
 
 HybridProtocol = Literal["full", "sampled"]
 PROTOCOLS: tuple[HybridProtocol, ...] = ("full", "sampled")

@@ -191,7 +191,7 @@ def baseline_metrics(run_dir: str | Path, splits: tuple[str, ...], max_examples:
     """``{name: {split: {behavior: sampled}, "full_ranking": {split: {behavior: full}}}}`` of each
     retriever alone (popularity, BM25, dense, match-popularity, and the run's SASRec when the hybrid
     trained one), on the run's own examples and candidates: the baselines beside GenSAR."""
-    from gensar.baselines.cli import evaluate_splits
+    from gensar.baselines.run import evaluate_splits
 
     run = Path(run_dir)
     data = PreparedData.load(run / "data")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from gensar.train_utils import pooled_batches
+
 
 def bucket_key(encoded: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     """Sort key of each (input, target) pair for ``length_bucketed``: the target's length class
@@ -32,16 +34,9 @@ def length_bucketed(
     """
     if buckets <= 1 or len(plan) <= batch:
         return plan
-    size = buckets * batch
-    ordered = np.concatenate(
-        [
-            chunk[np.argsort(lengths[chunk], kind="stable")]
-            for chunk in np.split(plan, np.arange(size, len(plan), size))
-        ]
-    )
-    full = len(ordered) // batch
-    batches = ordered[: full * batch].reshape(full, batch)  # [full, batch]
-    return np.concatenate([batches[rng.permutation(full)].reshape(-1), ordered[full * batch :]])
+    batches = pooled_batches(plan, lengths, batch, buckets)
+    full = len(plan) // batch  # pools hold whole batches: only the very last one can be short
+    return np.concatenate([batches[i] for i in rng.permutation(full)] + batches[full:])
 
 
 def collate(

@@ -10,7 +10,8 @@ from gensar.config import load_config
 
 
 def cli_train(args: argparse.Namespace) -> int:
-    from gensar.model.train import ModelRunConfig, train
+    from gensar.model.train import train
+    from gensar.model.train_config import ModelRunConfig
     from gensar.runtime import configure_threads
 
     from gensar.ownership import refuse_output_over_input

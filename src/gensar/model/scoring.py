@@ -115,7 +115,7 @@ def rank_examples(
     return np.concatenate(ranks) if ranks else np.zeros(0)
 
 
-def ranking_metrics(
+def behavior_metrics(
     ranks_by_behavior: dict[str, np.ndarray], ks: Sequence[int] = HR_KS
 ) -> dict[str, float]:
     """``{behavior}_hr@k`` and ``{behavior}_ndcg@k`` per behavior; ``hr@k``/``ndcg@k``: their mean."""

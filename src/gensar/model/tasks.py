@@ -53,32 +53,9 @@ off. The epoch size is fixed, so a cosine schedule knows its length in advance.
 
 Code, one module per concept: ``task_config`` (task names, ``TaskConfig``), ``samples`` (pools,
 pseudo-queries, ``TaskMix``), ``prompts`` (marker tokens, one renderer per prompt style),
-``encoder`` (``SampleEncoder``). Their public names are importable from here.
+``encoder`` (``SampleEncoder``); import each name from its module. This module is the overview.
 """
 
 from __future__ import annotations
 
-# The task code lives in one module per concept; this module keeps the names importable from
-# ``gensar.model.tasks`` (serving, evaluation, benchmarks import them from here).
-from gensar.ids.item_ids import COLLABORATIVE, SEMANTIC, IdKind, IdMaps
-from gensar.model.encoder import DecodedTarget, SampleEncoder
-from gensar.model.prompts import (
-    BEHAVIOR_TOKENS,
-    MARKER_TOKENS,
-    QUERY_TOKEN,
-    REC_TOKEN,
-    SEARCH_TOKEN,
-    TASK_TOKENS,
-    TEXT_TOKEN,
-    select_renderer,
-    tokenizer_corpus,
-)
-from gensar.model.samples import Sample, TaskMix, build_samples, example_samples, pseudo_queries
-from gensar.model.task_config import TASKS, Task, TaskConfig
-
-__all__ = [
-    "BEHAVIOR_TOKENS", "COLLABORATIVE", "MARKER_TOKENS", "QUERY_TOKEN", "REC_TOKEN", "SEARCH_TOKEN",
-    "SEMANTIC", "TASKS", "TASK_TOKENS", "TEXT_TOKEN", "DecodedTarget", "IdKind", "IdMaps", "Sample",
-    "SampleEncoder", "Task", "TaskConfig", "TaskMix", "build_samples", "example_samples", "pseudo_queries",
-    "select_renderer", "tokenizer_corpus",
-]
+__all__: list[str] = []

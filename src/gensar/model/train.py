@@ -67,7 +67,7 @@ from gensar.model.distributed import (
     select_device,
     shard_report,
 )
-from gensar.model.scoring import rank_examples, ranking_metrics
+from gensar.model.scoring import behavior_metrics, rank_examples
 from gensar.model.encoder import SampleEncoder
 from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
 from gensar.model.samples import Sample, TaskMix, build_samples, example_samples
@@ -78,7 +78,7 @@ from gensar.runtime import configure_threads, seed_everything
 from gensar.train_utils import param_groups
 from gensar.ownership import is_ours, write_marker
 
-__all__ = ["ModelRunConfig", "TrainConfig", "TrainResult", "checkpoint_dir", "train", "trained_behaviors"]
+__all__ = ["TrainResult", "train", "trained_behaviors"]
 
 
 @dataclass(frozen=True)
@@ -425,7 +425,7 @@ def _validate(
             device,
         )
         ranks[b] = gather_concat(mine, env)
-    return ranking_metrics(ranks) if any(len(r) for r in ranks.values()) else {}
+    return behavior_metrics(ranks) if any(len(r) for r in ranks.values()) else {}
 
 
 

@@ -39,7 +39,7 @@ import pandas as pd
 
 from gensar.data.schema import REC, SEARCH, event_problem
 from gensar.errors import GensarError, InputError
-from gensar.io import text_lines
+from gensar.io import json_object, text_lines
 from gensar.serve.engine import HistoryEvent
 
 log = logging.getLogger(__name__)
@@ -74,14 +74,7 @@ def check_event(user_id: str, event: HistoryEvent, known_item: Callable[[str], b
 
 
 def parse_line(line: str, path: Path, lineno: int, known_item: Callable[[str], bool]) -> LoggedEvent:
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise InputError(f"invalid JSON: {err.msg}", path=path, line=lineno) from None
-    except RecursionError:
-        raise InputError("invalid JSON: nested too deeply", path=path, line=lineno) from None
-    if not isinstance(obj, dict):
-        raise InputError("expected a JSON object", path=path, line=lineno)
+    obj = json_object(line, path, lineno)
     types = {"seq": int, "user_id": str, "behavior": str, "query": str, "items": list, "timestamp": int}
     for name, tp in types.items():
         value = obj.get(name)

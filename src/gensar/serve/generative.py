@@ -32,14 +32,10 @@ from gensar.errors import GensarError
 from gensar.ids.item_ids import COLLABORATIVE, SEMANTIC, IdMaps
 from gensar.ids.trie import IdTrie
 from gensar.model.scoring import pad_batch
-from gensar.model.tasks import (
-    QUERY_TOKEN,
-    REC_TOKEN,
-    SEARCH_TOKEN,
-    Sample,
-    SampleEncoder,
-    TaskConfig,
-)
+from gensar.model.encoder import SampleEncoder
+from gensar.model.prompts import QUERY_TOKEN, REC_TOKEN, SEARCH_TOKEN
+from gensar.model.samples import Sample
+from gensar.model.task_config import TaskConfig
 from gensar.model.trained import TrainedModel
 from gensar.serve.engine import History, RankedItem, RankedQuery
 

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from gensar.data.schema import RawDataset, make_events, make_items, validate
 from gensar.errors import InputError
+from gensar.io import text_lines
 
 GZIP_MAGIC = b"\x1f\x8b"
 _PROGRESS_EVERY = 1 << 15  # lines between progress-bar refreshes (tell() is not free on gzip)
@@ -33,8 +34,9 @@ def is_gzip(path: Path) -> bool:
 def iter_lines(path: str | Path, desc: str | None = None) -> Iterator[tuple[int, str]]:
     """Yield ``(1-based line number, text)`` for each non-blank line of a plain or gzip file.
 
-    Lines are decoded one at a time so a bad byte is reported with its line number; a UTF-8 BOM
-    and the line break are removed. Raises ``InputError`` when the file has no non-blank line.
+    Lines are decoded one at a time by ``gensar.io.text_lines`` (a bad byte is reported with its
+    line number; a UTF-8 BOM and the line break are removed). Raises ``InputError`` when the file
+    has no non-blank line.
     """
     path = Path(path)
     try:
@@ -47,29 +49,22 @@ def iter_lines(path: str | Path, desc: str | None = None) -> Iterator[tuple[int,
         stream = gzip.GzipFile(fileobj=raw) if gz else raw
         size = os.fstat(raw.fileno()).st_size
         seen = False
-        lineno = 0
+        lineno = 0  # lines read so far: a gzip error is in the next one
         with tqdm(
             total=size, unit="B", unit_scale=True, desc=desc or path.name, disable=None, leave=False
         ) as bar:
-            try:
+
+            def counted() -> Iterator[bytes]:
+                nonlocal lineno
                 for lineno, data in enumerate(stream, 1):
                     if lineno % _PROGRESS_EVERY == 0:
                         bar.update(raw.tell() - bar.n)
-                    try:
-                        text = data.decode("utf-8")
-                    except UnicodeDecodeError as err:
-                        raise InputError(
-                            f"undecodable bytes (not UTF-8) at byte {err.start} of the line",
-                            path=path,
-                            line=lineno,
-                        ) from None
-                    if lineno == 1 and text.startswith("\ufeff"):
-                        text = text[1:]
-                    text = text.rstrip("\r\n")
-                    if not text.strip():
-                        continue
+                    yield data
+
+            try:
+                for lineno_text in text_lines(counted(), path):
                     seen = True
-                    yield lineno, text
+                    yield lineno_text
             except (OSError, EOFError, zlib.error) as err:
                 raise InputError(
                     f"corrupt or truncated gzip data ({err})", path=path, line=lineno + 1
