@@ -63,3 +63,19 @@ def test_identifier_log_probs_errors():
         identifier_log_probs(model, ids, mask, _codes(SEQS), torch.tensor([[0, 99], [1, 2]]), [BEHAVIOR])
     with pytest.raises(GensarError, match="inputs for"):
         identifier_log_probs(model, ids, mask, _codes(SEQS), torch.tensor([[0, 1]]), [BEHAVIOR])
+
+
+def test_generative_scorer_reuses_beam_scores_exactly():
+    """Candidates the beam already finished take its scores; the rest are decoded; both agree."""
+    from gensar.hybrid.generative import GenerativeScorer
+
+    model = tiny_t5(5)
+    ids, mask = encoder_inputs(7, batch=2)
+    scorer = GenerativeScorer.from_codes(model, pad_id=0, codes={"rec": _codes(SEQS).numpy()},
+                                         prefixes={"rec": [BEHAVIOR]})
+    items, scores = scorer.propose("rec", ids, beam_size=3)
+    cands = np.array([[items[0, 0], 6, items[0, 2], -1, 0], [1, items[1, 1], 2, 3, 4]])
+    plain = scorer.score("rec", ids, cands)
+    reused = scorer.score("rec", ids, cands, known=(items, scores))
+    np.testing.assert_allclose(reused, plain, rtol=REL, atol=1e-5)
+    assert reused[0, 0] == scores[0, 0] and np.isneginf(reused[0, 3])

@@ -45,7 +45,7 @@ def identifier_log_probs(
     if codes.dim() != 2 or int(candidates.max()) >= codes.shape[0]:
         raise GensarError(f"candidates must index the {codes.shape[0]} rows of codes [N, D]")
     valid = candidates >= 0  # [B, C]
-    tokens = codes[candidates.clamp(min=0).view(-1)].view(batch, width, -1)  # [B, C, D]
+    tokens = codes[candidates.clamp(min=0).reshape(-1)].reshape(batch, width, -1)  # [B, C, D]
     tokens = tokens.masked_fill(~valid[..., None], -1)
     with torch.inference_mode():
         decoder = T5BeamDecoder(model, input_ids, attention_mask)

@@ -30,15 +30,38 @@ class GenerativeScorer:
         tries = {b: IdTrie.build(c) for b, c in codes.items()}
         return cls(model=model, pad_id=pad_id, codes=codes, tries=tries, prefixes=prefixes)
 
-    def propose(self, behavior: str, inputs: torch.Tensor, beam_size: int) -> np.ndarray:
-        """[B, beam_size] item rows of the catalog beam, best first (-1 pads)."""
+    def propose(self, behavior: str, inputs: torch.Tensor, beam_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Item rows [B, beam_size] of the catalog beam, best first (-1 pads), and their exact scores."""
         ranked = constrained_beam_search(self.model, inputs, inputs != self.pad_id, self.tries[behavior],
                                          self.prefixes[behavior], beam_size=beam_size)
-        return ranked.items.numpy()
+        return ranked.items.numpy(), ranked.scores.numpy().astype(np.float64)
 
-    def score(self, behavior: str, inputs: torch.Tensor, candidates: np.ndarray, chunk: int = 64) -> np.ndarray:
-        """[B, C] exact ``log p(identifier | input)`` of each candidate (-inf where it is -1)."""
+    def score(self, behavior: str, inputs: torch.Tensor, candidates: np.ndarray, chunk: int = 64,
+              known: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """[B, C] exact ``log p(identifier | input)`` of each candidate (-inf where it is -1).
+
+        ``known``: (items [B, K], scores [B, K]) already scored, e.g. the beam's finished hypotheses
+        (the same quantity), which are copied instead of decoded again."""
         codes = torch.as_tensor(self.codes[behavior])
+        out = np.full(candidates.shape, -np.inf)
+        todo = candidates
+        if known is not None:
+            items, scores = known
+            match = (candidates[:, :, None] == items[:, None, :]) & (candidates >= 0)[:, :, None]  # [B, C, K]
+            hit = match.any(axis=2)
+            out[hit] = np.take_along_axis(scores, match.argmax(axis=2), axis=1)[hit]
+            todo = np.where(hit, -1, candidates)
+            # decode only the columns that still hold an unscored candidate
+            cols = np.flatnonzero((todo >= 0).any(axis=0))
+            if len(cols) == 0:
+                return out
+            sub = self._decode(behavior, inputs, todo[:, cols], codes, chunk)
+            out[:, cols] = np.where(todo[:, cols] >= 0, sub, out[:, cols])
+            return out
+        return self._decode(behavior, inputs, todo, codes, chunk)
+
+    def _decode(self, behavior: str, inputs: torch.Tensor, candidates: np.ndarray, codes: torch.Tensor,
+                chunk: int) -> np.ndarray:
         out = np.full(candidates.shape, -np.inf)
         mask = inputs != self.pad_id
         for lo in range(0, candidates.shape[1], chunk):

@@ -83,15 +83,17 @@ class HybridRanker:
         """Candidates and features of a batch; ``given`` [B, C] fixes the candidates (-1 pads)."""
         names = self.cfg.scorers(behavior)
         catalog = {name: self.scorers[name].scores(requests) for name in names}  # each [B, N]
+        known = None
         if given is None:
-            proposals = [self.generative.propose(behavior, inputs, self.cfg.beam_size)]
+            known = self.generative.propose(behavior, inputs, self.cfg.beam_size)
+            proposals = [known[0]]
             proposals += [top_rows(catalog[name], self.cfg.depth) for name in self.cfg.proposers(behavior)]
             if behavior == "search":
                 proposals.append(self._title_rows(requests))
             items = union_candidates(proposals)
         else:
             items = np.asarray(given, dtype=np.int64)
-        cols = [self.generative.score(behavior, inputs, items, self.cfg.candidate_chunk)]
+        cols = [self.generative.score(behavior, inputs, items, self.cfg.candidate_chunk, known)]
         cols += [gather(normalizer(name)(catalog[name]), items) for name in names]
         cols.append(seen_feature([r.history for r in requests], items))
         feats = np.stack(cols, axis=-1)  # [B, C, F]
