@@ -120,3 +120,21 @@ def test_report_shows_the_whole_catalog_table_next_to_the_sampled_one(tmp_path):
     out2 = tmp_path / "rep2"
     assert main(["report", str(plain), "--out", str(out2)]) == 0
     assert "Whole catalog" not in (out2 / "report.md").read_text()  # no run measured it: one table
+
+
+def test_a_hybrid_run_gives_a_row_for_the_generative_model_alone(tmp_path):
+    from gensar.report import read_runs
+
+    def block(v):
+        return {b: {k: v for k in METRICS} | {"n": 3} for b in ("rec", "search")}
+
+    run = tmp_path / "hyb"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({
+        "method": "gensar", "ranker": "hybrid", "valid": block(0.5), "test": block(0.6),
+        "generative": {"valid": block(0.2), "test": block(0.3)}}))
+    rows = read_runs(run)
+    assert [r["name"] for r in rows] == ["hyb", "hyb (generative)"]
+    assert rows[0]["metrics"]["test"]["rec"]["hr@10"] == 0.6
+    assert rows[1]["metrics"]["test"]["search"]["hr@10"] == 0.3
+    assert [r["name"] for r in group_runs(rows)] == ["hyb", "hyb (generative)"]

@@ -35,6 +35,35 @@ def read_run(path: str | Path) -> dict:
         raw = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
         raise GensarError(f"{file}: invalid JSON ({err.msg}, line {err.lineno})") from None
+    metrics, full = _blocks(raw)
+    if not metrics and not any(full.values()):
+        raise GensarError(f"{file}: no valid/test metrics found")
+    run_dir = file.parent
+    data = None
+    if (run_dir / "data" / "manifest.json").is_file():
+        data = json.loads((run_dir / "data" / "manifest.json").read_text(encoding="utf-8")).get("source")
+    config = next((str(run_dir / c) for c in ("pipeline.yaml", "config.yaml") if (run_dir / c).is_file()), None)
+    return {"name": raw.get("label") or run_dir.name, "path": str(run_dir), "metrics": metrics,
+            "full_ranking": full,
+            "data": data or raw.get("data"), "config": config, "train_seconds": _train_seconds(run_dir, raw)}
+
+
+def read_runs(path: str | Path) -> list[dict]:
+    """The rows of one run: its served ranker, and for a hybrid run also the generative model
+    alone (``metrics.json`` → ``generative``) as "NAME (generative)"."""
+    row = read_run(path)
+    file = Path(path) / "metrics.json" if Path(path).is_dir() else Path(path)
+    raw = json.loads(file.read_text(encoding="utf-8"))
+    rows = [row]
+    if raw.get("ranker") == "hybrid" and isinstance(raw.get("generative"), dict):
+        metrics, full = _blocks(raw["generative"])
+        rows.append(row | {"name": f"{row['name']} (generative)", "ranker": "generative", "metrics": metrics,
+                           "full_ranking": full})
+    return rows
+
+
+def _blocks(raw: dict) -> tuple[dict, dict]:
+    """(sampled ``{split: {behavior: metrics}}``, whole-catalog same shape) of a metrics.json object."""
     metrics = {}
     for split in ("valid", "test"):
         block = raw.get(split)
@@ -48,16 +77,7 @@ def read_run(path: str | Path) -> dict:
         per_split = block.get(split) if isinstance(block, dict) else None
         if isinstance(per_split, dict):
             full[split] = {b: m for b, m in per_split.items() if isinstance(m, dict) and "recall@10" in m}
-    if not metrics and not any(full.values()):
-        raise GensarError(f"{file}: no valid/test metrics found")
-    run_dir = file.parent
-    data = None
-    if (run_dir / "data" / "manifest.json").is_file():
-        data = json.loads((run_dir / "data" / "manifest.json").read_text(encoding="utf-8")).get("source")
-    config = next((str(run_dir / c) for c in ("pipeline.yaml", "config.yaml") if (run_dir / c).is_file()), None)
-    return {"name": raw.get("label") or run_dir.name, "path": str(run_dir), "metrics": metrics,
-            "full_ranking": full,
-            "data": data or raw.get("data"), "config": config, "train_seconds": _train_seconds(run_dir, raw)}
+    return metrics, full
 
 
 def _train_seconds(run_dir: Path, raw: dict) -> float | None:
@@ -97,12 +117,14 @@ def group_runs(runs: list[dict]) -> list[dict]:
             key = json.dumps([run["path"]])
         else:
             config = _resolved_config(run["config"])
-            key = json.dumps([run["data"], _without_seeds(config)], sort_keys=True, default=str)
+            key = json.dumps([run["data"], _without_seeds(config), run.get("ranker", "")], sort_keys=True,
+                             default=str)
         groups.setdefault(key, []).append(run)
     rows = []
     for members in groups.values():
         first = members[0]
-        name = first["name"] if len(members) == 1 else re.sub(r"[-_](s|seed)\d+$", "", first["name"])
+        name = first["name"] if len(members) == 1 else re.sub(r"[-_](s|seed)\d+( \(generative\))?$", r"\2",
+                                                              first["name"])
         metrics = _merged([m["metrics"] for m in members], METRICS)
         full = _merged([m.get("full_ranking", {}) for m in members], FULL_METRICS)
         times = [m["train_seconds"] for m in members if m["train_seconds"] is not None]
@@ -206,14 +228,14 @@ def tradeoff_plot(rows: list[dict], split: str, path: Path) -> None:
 
 
 def write_report(paths: list[str], out: str | Path, split: str = "test", overwrite: bool = False) -> Path:
-    rows = group_runs([read_run(p) for p in paths])
+    rows = group_runs([row for p in paths for row in read_runs(p)])
     with atomic_dir(out, overwrite=overwrite, kind="report") as tmp:
         lines = ["# gensar report", "", (f"Split: **{split}** (sampled protocol: target + 99 candidates). "
                                           "Several seeds: mean ± sample standard deviation."), "",
                  markdown_table(rows, split), ""]
         if any(row["full_ranking"].get(split) for row in rows):
             lines += ["## Whole catalog", "", ("Every item ranked (`--full-ranking`): Recall/NDCG@5/10/20, "
-                                                "pessimistic ties; – = not measured."), "",
+                                                "tie-aware; – = not measured."), "",
                       markdown_table(rows, split, "full_ranking"), ""]
         lines += ["![trade-off](tradeoff.png)", "", "## Runs", ""]
         for row in rows:
