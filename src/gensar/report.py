@@ -114,7 +114,7 @@ def group_runs(runs: list[dict]) -> list[dict]:
     groups: dict[str, list[dict]] = {}
     for run in runs:
         if run["config"] is None:  # nothing to compare: a run of its own
-            key = json.dumps([run["path"]])
+            key = json.dumps([run["path"], run.get("ranker", "")])
         else:
             config = _resolved_config(run["config"])
             key = json.dumps([run["data"], _without_seeds(config), run.get("ranker", "")], sort_keys=True,
