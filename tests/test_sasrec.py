@@ -12,22 +12,19 @@ from conftest import make_tiny_prepared
 
 from gensar.cli import main
 from gensar.config import load_config
-from gensar.embed.collaborative import (
-    EvalSet,
-    collaborative_embeddings,
+from gensar.embed.collaborative import collaborative_embeddings
+from gensar.embed.sasrec import SASRec, SASRecConfig
+from gensar.embed.sasrec_checkpoint import load_sasrec
+from gensar.embed.sasrec_eval import (
     evaluate,
-    gensar_protocol,
-    whole_sequence_split,
-    load_sasrec,
     pad_histories,
     popularity_metrics,
     sampled_metrics,
     sasrec_scores,
     target_ranks,
-    train_sasrec,
-    training_windows,
 )
-from gensar.embed.sasrec import SASRec, SASRecConfig
+from gensar.embed.sasrec_protocols import EvalSet, gensar_protocol, whole_sequence_split
+from gensar.embed.sasrec_train import train_sasrec, training_windows
 from gensar.errors import ConfigError
 
 METRIC_KEYS = {"hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10"}

@@ -24,8 +24,9 @@ from gensar.baselines.scorer import (
 )
 from gensar.cli import main
 from gensar.data.queries import words
-from gensar.embed.collaborative import gensar_protocol, sasrec_scores
 from gensar.embed.sasrec import SASRec, SASRecConfig
+from gensar.embed.sasrec_eval import sasrec_scores
+from gensar.embed.sasrec_protocols import gensar_protocol
 from gensar.eval.candidates import candidate_matrix, eval_examples, evaluate_scores
 
 FULL_KEYS = {"recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20", "n"}

@@ -17,15 +17,11 @@ from gensar.baselines.scorer import (
 from gensar.config import to_dict
 from gensar.data.prepared import PreparedData
 from gensar.data.schema import REC
-from gensar.embed.collaborative import (
-    TrainedSASRec,
-    evaluate,
-    gensar_protocol,
-    popularity_metrics,
-    sasrec_protocol,
-    train_sasrec,
-)
 from gensar.embed.sasrec import SASRecConfig
+from gensar.embed.sasrec_checkpoint import TrainedSASRec
+from gensar.embed.sasrec_eval import evaluate, popularity_metrics
+from gensar.embed.sasrec_protocols import gensar_protocol, sasrec_protocol
+from gensar.embed.sasrec_train import train_sasrec
 from gensar.errors import GensarError
 from gensar.eval.candidates import candidate_matrix, eval_examples
 

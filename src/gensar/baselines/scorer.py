@@ -28,8 +28,9 @@ import torch
 
 from gensar.data.prepared import PreparedData
 from gensar.data.schema import REC
-from gensar.embed.collaborative import load_sasrec, pad_histories
 from gensar.embed.sasrec import SASRec
+from gensar.embed.sasrec_checkpoint import load_sasrec
+from gensar.embed.sasrec_eval import pad_histories
 from gensar.errors import GensarError
 from gensar.metrics import full_ranking_tied, summarize_tied, tied_ranks
 

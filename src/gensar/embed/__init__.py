@@ -8,6 +8,8 @@ __all__ = [
 ]
 __getattr__, __dir__ = lazy_exports(__name__, __all__, {
     "gensar.embed.sasrec": ("SASRec", "SASRecConfig"),
-    "gensar.embed.collaborative": ("TrainedSASRec", "collaborative_embeddings", "load_sasrec", "train_sasrec"),
+    "gensar.embed.collaborative": ("collaborative_embeddings",),
+    "gensar.embed.sasrec_checkpoint": ("TrainedSASRec", "load_sasrec"),
+    "gensar.embed.sasrec_train": ("train_sasrec",),
     "gensar.embed.semantic": ("SemanticConfig", "encode_items"),
 })

@@ -21,8 +21,9 @@ from gensar.baselines.scorer import SASRecScorer, Scorer, build_scorer, load_sas
 from gensar.config import to_yaml
 from gensar.data.prepared import PreparedData
 from gensar.data.schema import BEHAVIORS
-from gensar.embed.collaborative import gensar_protocol, train_sasrec
 from gensar.embed.sasrec import SASRecConfig
+from gensar.embed.sasrec_protocols import gensar_protocol
+from gensar.embed.sasrec_train import train_sasrec
 from gensar.errors import GensarError
 from gensar.hybrid.config import HybridConfig
 from gensar.hybrid.evaluate import (
