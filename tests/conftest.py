@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -92,5 +94,50 @@ def make_tiny_prepared(n_items: int = 40, n_users: int = 30, seed: int = 0, max_
 
 
 @pytest.fixture
+def run_dir(tmp_path):
+    """A run directory holding only prepared data: enough for the fake serving engine."""
+    make_tiny_prepared().save(tmp_path / "run" / "data")
+    return tmp_path / "run"
+
+
+@pytest.fixture
+def service(run_dir):
+    """The fake-engine ``Service`` over ``run_dir`` (writable events log)."""
+    from gensar.serve.service import ServeConfig, Service
+
+    s = Service.open(run_dir, ServeConfig(engine="fake"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
 def tiny_prepared():
     return make_tiny_prepared()
+
+
+@contextlib.contextmanager
+def live_server(service, access) -> Iterator[str]:
+    """A real uvicorn server for ``service`` on a free 127.0.0.1 port (bound as `gensar serve`
+    binds it), stopped on exit; yields ``host:port``."""
+    import threading
+
+    import uvicorn
+
+    from gensar.serve.app import create_app
+    from gensar.serve.cli import _listen
+
+    sock = _listen("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(create_app(service, access), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        for _ in range(400):
+            if server.started:
+                break
+            thread.join(0.025)
+        assert server.started, "server did not start"
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

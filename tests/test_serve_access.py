@@ -9,39 +9,24 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
-from conftest import make_tiny_prepared
+from conftest import live_server
 from fastapi.testclient import TestClient
 
 from gensar.cli import main
 from gensar.errors import GensarError
-from gensar.serve.cli import _is_loopback, _listen
+from gensar.serve.cli import _is_loopback
 from gensar.serve.access import AccessConfig, BodyLimit, read_api_key, require_write_key
 from gensar.serve.app import create_app
-from gensar.serve.service import ServeConfig, Service
+from gensar.serve.service import Service
 
 KEY = "k3y-Of-the_server.0123456789"
 EVENT = {"user_id": "u1", "behavior": "rec", "items": ["i1"]}
 READ_POSTS = {"/recommend", "/search", "/suggest-query"}  # POST for their bodies, but they only read
-
-
-@pytest.fixture
-def run_dir(tmp_path):
-    make_tiny_prepared().save(tmp_path / "run" / "data")
-    return tmp_path / "run"
-
-
-@pytest.fixture
-def service(run_dir):
-    s = Service.open(run_dir, ServeConfig(engine="fake"))
-    yield s
-    s.close()
 
 
 def _client(service: Service, access: AccessConfig) -> TestClient:
@@ -240,22 +225,8 @@ def test_body_cap_counts_chunked_bodies_as_they_stream():
 @pytest.fixture
 def live(service) -> Iterator[str]:
     """A real uvicorn server on a free port (the socket as `gensar serve` binds it), 64 kB body cap."""
-    sock = _listen("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app(service, AccessConfig(api_key=KEY, max_body_bytes=65_536)),
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        for _ in range(400):
-            if server.started:
-                break
-            thread.join(0.025)
-        assert server.started, "server did not start"
-        yield f"127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with live_server(service, AccessConfig(api_key=KEY, max_body_bytes=65_536)) as address:
+        yield address
 
 
 def _raw_request(address: str, head: str, body: bytes) -> bytes:

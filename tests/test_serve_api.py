@@ -23,19 +23,6 @@ from gensar.serve.service import ServeConfig, Service
 
 
 @pytest.fixture
-def run_dir(tmp_path):
-    make_tiny_prepared().save(tmp_path / "run" / "data")
-    return tmp_path / "run"
-
-
-@pytest.fixture
-def service(run_dir):
-    s = Service.open(run_dir, ServeConfig(engine="fake"))
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def client(service):
     with TestClient(create_app(service)) as c:
         yield c

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import re
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +19,9 @@ CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.is_file():
     pytest.skip("/usr/bin/chromium is absent (apt-get install -y chromium)", allow_module_level=True)
 
-import uvicorn
-from conftest import make_tiny_prepared
+from conftest import live_server, make_tiny_prepared
 
-from gensar.serve.cli import _listen
 from gensar.serve.access import AccessConfig
-from gensar.serve.app import create_app
 from gensar.serve.service import ServeConfig, Service
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -52,21 +48,10 @@ def _live(tmp_path, access: AccessConfig) -> Iterator[str]:
     run = tmp_path / "run"
     make_tiny_prepared().save(run / "data")
     service = Service.open(run, ServeConfig(engine="fake"))
-    sock = _listen("127.0.0.1", 0)  # as `gensar serve` binds (TCP_NODELAY connections)
-    server = uvicorn.Server(uvicorn.Config(create_app(service, access), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        for _ in range(400):
-            if server.started:
-                break
-            thread.join(0.025)
-        assert server.started, "server did not start"
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        with live_server(service, access) as address:
+            yield f"http://{address}"
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
         service.close()
 
 
