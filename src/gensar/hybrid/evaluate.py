@@ -78,13 +78,11 @@ def collect(ranker: HybridRanker, encoder: SampleEncoder, pad_id: int, data: Pre
 
 def _concat(parts: Sequence[Candidates]) -> Candidates:
     width = max(p.items.shape[1] for p in parts)
-    n_feat = parts[0].features.shape[2]
     items = np.concatenate([np.pad(p.items, ((0, 0), (0, width - p.items.shape[1])), constant_values=-1)
                             for p in parts])
     pinned = np.concatenate([np.pad(p.pinned, ((0, 0), (0, width - p.items.shape[1]))) for p in parts])
     feats = np.concatenate([np.pad(p.features, ((0, 0), (0, width - p.items.shape[1]), (0, 0)))
                             for p in parts])
-    assert feats.shape[2] == n_feat
     return Candidates(items=items, features=feats, pinned=pinned)
 
 

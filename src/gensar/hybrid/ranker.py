@@ -62,6 +62,7 @@ class HybridRanker:
         self.generative = generative
         self.scorers = scorers
         self.fusions = dict(fusions or {})
+        self.titles = tuple(titles)
         self.by_title: dict[str, list[int]] = {}
         for row, title in enumerate(titles):
             key = title_key(title)
@@ -70,10 +71,7 @@ class HybridRanker:
 
     def with_fusions(self, fusions: Mapping[str, LinearFusion]) -> HybridRanker:
         """The same retrievers with other fusion weights (e.g. the sampled protocol's)."""
-        other = HybridRanker.__new__(HybridRanker)
-        other.__dict__.update(self.__dict__)
-        other.fusions = dict(fusions)
-        return other
+        return HybridRanker(self.cfg, self.generative, self.scorers, fusions, self.titles)
 
     def feature_names(self, behavior: str) -> tuple[str, ...]:
         return feature_names(self.cfg.scorers(behavior))
