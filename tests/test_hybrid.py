@@ -105,3 +105,26 @@ def test_hybrid_off_serves_and_reports_the_beam(tmp_path, run):
     assert metrics["test"] == metrics["generative"]["test"]
     assert not (out / "hybrid" / "fusion.json").exists()
     assert Service.open(out, ServeConfig(), writable=False).engine.name == "generative"
+
+
+def test_evaluate_cli_measures_the_served_ranker_by_default(run, tmp_path, capsys):
+    """`gensar evaluate RUN` reproduces metrics.json's served (hybrid) figures; --ranker generative
+    its generative block; an explicit --ranker hybrid on a run without one is a one-line error."""
+    from gensar.cli import main
+
+    metrics = json.loads((run / "metrics.json").read_text())
+    for flags, expected in (([], metrics["test"]),
+                            (["--full-ranking"], metrics["full_ranking"]["test"]),
+                            (["--ranker", "generative", "--beam", "10"], metrics["generative"]["test"])):
+        assert main(["evaluate", str(run), "--json", *flags]) == 0
+        got = json.loads(capsys.readouterr().out)
+        for behavior in ("rec", "search"):
+            for key in METRIC_KEYS if "--full-ranking" not in flags else FULL_METRIC_KEYS:
+                assert got[behavior][key] == pytest.approx(expected[behavior][key], abs=1e-9), (flags, key)
+    assert main(["evaluate", str(run), "--method", "likelihood"]) == 2
+    assert "--ranker generative" in capsys.readouterr().err
+    off = tmp_path / "off"
+    run_pipeline(load_config(PipelineConfig, builtin_config("tiny"), ["hybrid.enabled=false", "eval.baselines=false"]),
+                 off, reuse=run)
+    assert main(["evaluate", str(off), "--ranker", "hybrid"]) == 2
+    assert "fusion.json: missing" in capsys.readouterr().err

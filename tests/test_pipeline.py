@@ -121,20 +121,24 @@ def test_interrupted_training_resumes_only_with_the_same_fingerprint(tiny_run, t
     assert calls == [False, True, False]
 
 
+GENERATIVE = ("--ranker", "generative")  # the model alone (the run also fitted a hybrid)
+
+
 def test_evaluate_cli_json_and_full_ranking(tiny_run, capsys):
-    assert main(["evaluate", str(tiny_run), "--split", "valid", "--json", "--beam", "10"]) == 0
+    assert main(["evaluate", str(tiny_run), *GENERATIVE, "--split", "valid", "--json", "--beam", "10"]) == 0
     got = json.loads(capsys.readouterr().out)
     assert set(got) == {"rec", "search"} and METRIC_KEYS <= set(got["rec"])
-    assert main(["evaluate", str(tiny_run), "--split", "test", "--json", "--full-ranking", "--beam", "20"]) == 0
+    assert main(["evaluate", str(tiny_run), *GENERATIVE, "--split", "test", "--json", "--full-ranking",
+                 "--beam", "20"]) == 0
     full = json.loads(capsys.readouterr().out)
     assert {"recall@5", "recall@10", "recall@20", "ndcg@5", "ndcg@10", "ndcg@20"} <= set(full["rec"])
 
 
 def test_beam_and_likelihood_agree_on_hits_at_10(tiny_run, capsys):
     # With beam >= candidates, beam search ranks all 20 candidates exactly as their likelihoods do.
-    assert main(["evaluate", str(tiny_run), "--json", "--beam", "20"]) == 0
+    assert main(["evaluate", str(tiny_run), *GENERATIVE, "--json", "--beam", "20"]) == 0
     beam = json.loads(capsys.readouterr().out)
-    assert main(["evaluate", str(tiny_run), "--json", "--method", "likelihood"]) == 0
+    assert main(["evaluate", str(tiny_run), *GENERATIVE, "--json", "--method", "likelihood"]) == 0
     lik = json.loads(capsys.readouterr().out)
     for behavior in ("rec", "search"):
         assert beam[behavior]["hr@10"] == pytest.approx(lik[behavior]["hr@10"], abs=0.02)

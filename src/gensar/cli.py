@@ -204,11 +204,15 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--split", default="test", choices=["valid", "test"])
     p.add_argument("--json", action="store_true")
     p.add_argument("--full-ranking", action="store_true", help="rank the whole catalog: recall/ndcg@5/10/20")
-    p.add_argument("--method", default="beam", choices=["beam", "likelihood"])
+    p.add_argument("--ranker", default="auto", choices=["auto", "hybrid", "generative"],
+                   help="hybrid: the fitted hybrid ranker (what `gensar serve` answers); generative: the "
+                        "model's beam alone; auto (default): hybrid when the run has it")
+    p.add_argument("--method", default="beam", choices=["beam", "likelihood"],
+                   help="generative ranker: constrained beam search, or exact likelihood of each candidate")
     p.add_argument("--beam", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-examples", type=int, default=0, help="per behavior; 0 = all")
-    return "gensar.eval.cli:cli_evaluate"
+    return "gensar.hybrid.cli:cli_evaluate"
 
 
 def _add_report(sub: argparse._SubParsersAction) -> Handler:

@@ -46,6 +46,11 @@ HYBRID_DIR = "hybrid"
 FUSION_FILE = "fusion.json"
 
 
+def has_hybrid(run_dir: str | Path) -> bool:
+    """Whether the run's hybrid stage fitted a ranker (it writes only its config when turned off)."""
+    return (Path(run_dir) / HYBRID_DIR / FUSION_FILE).is_file()
+
+
 def generative_scorer(trained: TrainedModel, data: PreparedData) -> GenerativeScorer:
     item_ids = data.items["item_id"].tolist()
     codes = {b: trained.id_codes(ID_KIND[b], item_ids) for b in BEHAVIORS}

@@ -20,14 +20,9 @@ from gensar.data.schema import REC, SEARCH
 from gensar.errors import GensarError
 from gensar.hybrid.config import HybridConfig
 from gensar.hybrid.ranker import HybridRanker
-from gensar.hybrid.stage import FUSION_FILE, HYBRID_DIR, load_ranker
+from gensar.hybrid.stage import FUSION_FILE, HYBRID_DIR, has_hybrid, load_ranker
 from gensar.serve.engine import History, RankedItem, RankedQuery
 from gensar.serve.generative import GenerativeEngine, load_trained
-
-
-def has_hybrid(run_dir: str | Path) -> bool:
-    """Whether the run's hybrid stage fitted a ranker (it writes only its config when turned off)."""
-    return (Path(run_dir) / HYBRID_DIR / FUSION_FILE).is_file()
 
 
 class HybridEngine:
