@@ -138,3 +138,28 @@ def test_a_hybrid_run_gives_a_row_for_the_generative_model_alone(tmp_path):
     assert rows[0]["metrics"]["test"]["rec"]["hr@10"] == 0.6
     assert rows[1]["metrics"]["test"]["search"]["hr@10"] == 0.3
     assert [r["name"] for r in group_runs(rows)] == ["hyb", "hyb (generative)"]
+
+
+def test_report_puts_valid_and_test_side_by_side(tmp_path):
+    def block(v):
+        return {b: {k: v for k in METRICS} | {"n": 3} for b in ("rec", "search")}
+
+    runs = []
+    for name, seed, valid, test in (("m-s0", 0, 0.50, 0.40), ("m-s1", 1, 0.70, 0.60), ("test-only", None, None, 0.3)):
+        run = tmp_path / name
+        run.mkdir()
+        raw = {"method": "gensar", "test": block(test)}
+        if valid is not None:
+            raw["valid"] = block(valid)
+        (run / "metrics.json").write_text(json.dumps(raw))
+        if seed is not None:
+            (run / "pipeline.yaml").write_text(f"data: {{source: x}}\nmodel: {{train: {{seed: {seed}}}}}\n")
+        runs.append(run)
+    out = tmp_path / "rep"
+    assert main(["report", *map(str, runs), "--out", str(out)]) == 0
+    text = (out / "report.md").read_text().split("## Valid and test")[1]
+    assert "| method | seeds | rec hr@10 valid | rec hr@10 test | rec ndcg@10 valid |" in text
+    # mean ± sample std of the two seeds: valid 0.6 ± 0.1414, test 0.5 ± 0.1414, per column pair
+    assert "| m | 2 | 0.6000 ± 0.1414 | 0.5000 ± 0.1414 | 0.6000 ± 0.1414 | 0.5000 ± 0.1414 |" in text
+    assert "| test-only | 1 | – | 0.3000 | – | 0.3000 | – | 0.3000 | – | 0.3000 |" in text
+    assert "Whole catalog:" not in text  # no run measured the whole catalog

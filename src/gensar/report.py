@@ -178,6 +178,25 @@ def markdown_table(rows: list[dict], split: str, block: str = "metrics") -> str:
     return "\n".join(lines)
 
 
+SIDE_BY_SIDE = {"metrics": ("hr@10", "ndcg@10"), "full_ranking": ("recall@10", "ndcg@10")}
+
+
+def side_by_side_table(rows: list[dict], block: str = "metrics") -> str:
+    """Valid next to test for the headline metrics of each task: a choice made on valid should
+    hold on test, and a row whose test figure runs far ahead of its valid one was chosen on test."""
+    keys = SIDE_BY_SIDE[block]
+    cols = [(b, k, s) for b in ("rec", "search") for k in keys for s in ("valid", "test")]
+    head = "| method | seeds | " + " | ".join(f"{b} {k} {s}" for b, k, s in cols) + " |"
+    lines = [head, "|" + "---|" * (2 + len(cols))]
+    for row in rows:
+        cells = []
+        for behavior, key, split in cols:
+            m = row.get(block, {}).get(split, {}).get(behavior)
+            cells.append(_cell(m.get(key) if m else None))
+        lines.append(f"| {row['name']} | {row['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 # 7 markers against matplotlib's 10 default colors: (marker, color) repeats only after 70 methods.
 MARKERS = "osD^vP*"
 
@@ -237,6 +256,12 @@ def write_report(paths: list[str], out: str | Path, split: str = "test", overwri
             lines += ["## Whole catalog", "", ("Every item ranked (`--full-ranking`): Recall/NDCG@5/10/20, "
                                                 "tie-aware; – = not measured."), "",
                       markdown_table(rows, split, "full_ranking"), ""]
+        lines += ["## Valid and test", "", ("Choices are made on valid and reported on test. A hybrid "
+                                            "run's valid figures are its fusion's cross-validated ones "
+                                            "(the fusion is fitted on valid)."), "",
+                  "Saved candidates:", "", side_by_side_table(rows), ""]
+        if any(row["full_ranking"] for row in rows):
+            lines += ["Whole catalog:", "", side_by_side_table(rows, "full_ranking"), ""]
         lines += ["![trade-off](tradeoff.png)", "", "## Runs", ""]
         for row in rows:
             paths_md = ", ".join(f"`{p}`" for p in row["runs"])
