@@ -179,9 +179,12 @@ def _add_search(sub: argparse._SubParsersAction) -> Handler:
 
 def _add_pipeline(sub: argparse._SubParsersAction) -> Handler:
     p = sub.add_parser("pipeline", help="prepare -> ids -> train -> evaluate into one run directory (cached stages)")
-    p.add_argument("--config", required=True, action="append",
+    p.add_argument("--config", action="append", default=None,
                    help="pipeline YAML (see configs/); repeat to layer files, e.g. a dataset config then "
                         "configs/variants/rec-only.yaml (later files win key by key)")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="dataset (any format `gensar prepare` reads); without --config, the default config "
+                        "for its size (gensar.defaults); with --config, replaces the config's data source")
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--force", action="store_true", help="rerun every stage")

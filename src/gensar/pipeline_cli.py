@@ -10,19 +10,36 @@ import argparse
 import time
 
 from gensar.config import load_config
+from gensar.errors import ConfigError
 from gensar.eval.table import format_comparison, format_metrics
 from gensar.pipeline import PipelineConfig, builtin_config, run_pipeline
 from gensar.report import write_report
 
 
 def cli_pipeline(args: argparse.Namespace) -> int:
-    cfg = load_config(PipelineConfig, args.config, args.overrides)
+    cfg = pipeline_config(args.config, args.data, args.overrides)
     metrics = run_pipeline(cfg, args.out, force=args.force, reuse=args.reuse)
     print(format_metrics(metrics))
     if metrics.get("baselines"):
         print()
         print(format_comparison(metrics, "test"))
     return 0
+
+
+def pipeline_config(config: list[str] | None, data: str | None, overrides: list[str]) -> PipelineConfig:
+    """``--config`` files (``--data`` replaces their data source), or with ``--data`` alone the
+    default config for that data's size (``gensar.defaults``); ``--set`` applies over either."""
+    if not config and not data:
+        raise ConfigError("give --config FILE, or --data DIR for the default config of that data")
+    if config:
+        return load_config(PipelineConfig, config, ([f"data.source={data}"] if data else []) + overrides)
+    from gensar.defaults import data_size, default_config
+
+    size = data_size(data)
+    cfg = default_config(data, size, overrides)
+    print(f"gensar pipeline: default config for {data} ({size.items} items, {size.interactions} "
+          f"interactions, {size.users} users): see gensar.defaults")
+    return cfg
 
 
 def cli_demo(args: argparse.Namespace) -> int:

@@ -1,0 +1,87 @@
+"""The default config of ``gensar pipeline --data DIR``: settings that follow from the data's size.
+
+A user who brings their own logs gets a config without writing one. Every value not named here is
+the config classes' own default; the rules below set what must scale with the data, each from a
+count of the loaded source (before semi-synthetic search and splits):
+
+=====================  ==========================================================================
+setting                rule (I = items, N = interactions)
+=====================  ==========================================================================
+RQ-VAE codebook        smallest power of two >= I / 16, clamped to 32..256: the demo world (500
+                       items: 32) and amazon-scientific (4K items: 256, the paper's) are its ends;
+                       2 shared + 2 specific levels always hold every item uniquely
+RQ-VAE epochs          100 below 1K items, else 200 (the two configs' values)
+model shape            N < 30K: d_model 96, d_ff 384, 2+2 layers (the demo's); else the ``cpu``
+                       preset at 2+2 layers, d_ff 256 (amazon-scientific's); N >= 1M: ``t5-small``
+epochs (a cap)         12; early stopping on valid HR@10 (checked every epoch, patience 2) picks
+                       the epoch, and the best valid checkpoint is what training keeps
+pseudo-queries         2 below 1K items (a small catalog needs more ad-hoc search samples), else 1
+history window         10 events
+=====================  ==========================================================================
+
+Evaluation covers both splits: valid is what choices are read from, test is reported. The
+hybrid ranker (fitted on valid) is on, so the served ranker is never below its best part on valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+from gensar.config import apply_override, from_dict, to_dict
+from gensar.data.loaders import load_dataset
+from gensar.eval.config import EvalConfig
+from gensar.model.backbone import BackboneConfig
+from gensar.model.train_config import TrainConfig
+from gensar.pipeline import DataStageConfig, PipelineConfig
+
+__all__ = ["DataSize", "data_size", "default_config"]
+
+
+@dataclass(frozen=True)
+class DataSize:
+    items: int
+    interactions: int
+    users: int
+
+
+def data_size(source: str | Path) -> DataSize:
+    """Counts of a dataset source (any format ``gensar prepare`` reads)."""
+    raw = load_dataset(source)
+    ev = raw.events
+    return DataSize(items=len(raw.items), interactions=len(ev), users=int(ev["user_id"].nunique()))
+
+
+def codebook_size(items: int) -> int:
+    size = 32
+    while size < 256 and size * 16 < items:
+        size *= 2
+    return size
+
+
+def backbone(size: DataSize) -> BackboneConfig:
+    if size.interactions >= 1_000_000:
+        return BackboneConfig(preset="t5-small")
+    if size.interactions >= 30_000:
+        return BackboneConfig(preset="cpu", num_layers=2, num_decoder_layers=2, d_ff=256, dropout=0.0)
+    return BackboneConfig(preset="cpu", d_model=96, d_kv=24, d_ff=384, num_layers=2, num_decoder_layers=2)
+
+
+def default_config(source: str, size: DataSize, overrides: list[str] | None = None) -> PipelineConfig:
+    """The pipeline config for ``source`` of ``size`` (see the module doc for the rules), with
+    ``--set``-style ``overrides`` applied over it."""
+    base = PipelineConfig()
+    data = DataStageConfig(source=source, prepare=dataclasses.replace(base.data.prepare, max_history=10))
+    rqvae = dataclasses.replace(base.ids.rqvae, codebook_size=codebook_size(size.items),
+                                epochs=100 if size.items < 1000 else 200)
+    ids = dataclasses.replace(base.ids, rqvae=rqvae, progress=False)
+    train: TrainConfig = dataclasses.replace(base.model.train, epochs=12, eval_every=1, patience=2,
+                                             max_input_len=160)
+    tasks = dataclasses.replace(base.model.tasks, pseudo_queries=2 if size.items < 1000 else 1)
+    model = dataclasses.replace(base.model, backbone=backbone(size), tasks=tasks, train=train)
+    evaluation: EvalConfig = dataclasses.replace(base.eval, splits=("valid", "test"))
+    raw = to_dict(PipelineConfig(data=data, ids=ids, model=model, hybrid=base.hybrid, eval=evaluation))
+    for item in overrides or []:
+        apply_override(raw, item)
+    return from_dict(PipelineConfig, raw)
