@@ -1,10 +1,11 @@
 """Added serving latency of the hybrid ranker: one request at a time, generative vs hybrid engine.
 
 Both engines are loaded from the same run directory in this process and answer the same seeded
-requests (users of the prepared data for /recommend, queries of its search log, half of them
-personalized, for /search), interleaved request by request so machine noise hits both alike.
-Prints p50 / p95 per engine and task and the hybrid / generative ratio, and the share of the
-hybrid's top 10 that the beam's top 10 also holds:
+requests (users of the prepared data for /recommend; for /search, queries of its search log and
+new queries never seen before (2-3 words of a random item's title: nothing cached), half of them
+personalized), interleaved request by request so machine noise hits both alike. Prints p50 / p95
+per engine and task and the hybrid / generative ratio, and the share of the hybrid's top 10 that
+the beam's top 10 also holds:
 
     GENSAR_THREADS=2 python benchmarks/bench_hybrid_latency.py runs/demo --requests 200
 """
@@ -43,24 +44,33 @@ def main() -> int:
     by_user = {u: ev for u, ev in data.events.groupby("user_id", sort=True)}
     users = sorted(by_user)
     queries = sorted(set(data.events.loc[data.events["behavior"] == "search", "query"]))
+    title_words = [t.lower().split() for t in data.items["title"] if len(t.split()) >= 2]
+
+    def new_query() -> str:
+        words = title_words[int(rng.integers(len(title_words)))]
+        start = int(rng.integers(max(1, len(words) - 1)))
+        return " ".join(words[start : start + int(rng.integers(2, 4))]) + f" {int(rng.integers(10**6))}"
 
     def history(user: str) -> list[HistoryEvent]:
         ev = by_user[user].tail(max_history)
         return [HistoryEvent(b, q, tuple(i)) for b, q, i in zip(ev["behavior"], ev["query"], ev["items"], strict=True)]
 
     times: dict[tuple[str, str], list[float]] = {}
-    overlap: dict[str, list[float]] = {"recommend": [], "search": []}
+    tasks = ("recommend", "search", "search-new")
+    overlap: dict[str, list[float]] = {t: [] for t in tasks}
     with torch.inference_mode():
         for _ in range(3):  # warm-up
             beam.recommend([history(users[0])], args.k), hybrid.recommend([history(users[0])], args.k)
         for i in range(args.requests):
             h = history(users[int(rng.integers(len(users)))])
             q = queries[int(rng.integers(len(queries)))]
+            fresh = new_query()
             hs = h if rng.random() < 0.5 else []
             answers = {}
             for name, engine in (("generative", beam), ("hybrid", hybrid)) if i % 2 else (("hybrid", hybrid), ("generative", beam)):
                 for task, call in (("recommend", lambda e: e.recommend([h], args.k)),
-                                   ("search", lambda e: e.search([q], [hs], args.k))):
+                                   ("search", lambda e: e.search([q], [hs], args.k)),
+                                   ("search-new", lambda e: e.search([fresh], [hs], args.k))):
                     start = time.perf_counter()
                     got = call(engine)[0]
                     times.setdefault((name, task), []).append((time.perf_counter() - start) * 1000)
@@ -69,14 +79,14 @@ def main() -> int:
                 overlap[task].append(len(answers[("hybrid", task)] & answers[("generative", task)]) / args.k)
     print(f"{run}: {len(data.items)} items, k={args.k}, {args.requests} requests per task and engine, "
           f"torch threads {threads}, {os.cpu_count()} cpus, {platform.processor() or platform.machine()}")
-    print(f"{'task':<10}{'engine':<12}{'p50 ms':>9}{'p95 ms':>9}{'p50 ratio':>11}{'top-10 shared with beam':>26}")
-    for task in ("recommend", "search"):
+    print(f"{'task':<12}{'engine':<12}{'p50 ms':>9}{'p95 ms':>9}{'p50 ratio':>11}{'top-10 shared with beam':>26}")
+    for task in tasks:
         base = np.percentile(times[("generative", task)], 50)
         for name in ("generative", "hybrid"):
             t = np.asarray(times[(name, task)])
             ratio = np.percentile(t, 50) / base
             shared = f"{np.mean(overlap[task]):.2f}" if name == "hybrid" else ""
-            print(f"{task:<10}{name:<12}{np.percentile(t, 50):>9.1f}{np.percentile(t, 95):>9.1f}{ratio:>11.2f}{shared:>26}")
+            print(f"{task:<12}{name:<12}{np.percentile(t, 50):>9.1f}{np.percentile(t, 95):>9.1f}{ratio:>11.2f}{shared:>26}")
     return 0
 
 

@@ -73,9 +73,10 @@ def test_generative_scorer_reuses_beam_scores_exactly():
     ids, mask = encoder_inputs(7, batch=2)
     scorer = GenerativeScorer.from_codes(model, pad_id=0, codes={"rec": _codes(SEQS).numpy()},
                                          prefixes={"rec": [BEHAVIOR]})
-    items, scores = scorer.propose("rec", ids, beam_size=3)
+    beam = scorer.propose("rec", ids, beam_size=3)
+    items, scores = beam.items, beam.scores
     cands = np.array([[items[0, 0], 6, items[0, 2], -1, 0], [1, items[1, 1], 2, 3, 4]])
     plain = scorer.score("rec", ids, cands)
-    reused = scorer.score("rec", ids, cands, known=(items, scores))
+    reused = scorer.score("rec", ids, cands, known=beam)
     np.testing.assert_allclose(reused, plain, rtol=REL, atol=1e-5)
     assert reused[0, 0] == scores[0, 0] and np.isneginf(reused[0, 3])

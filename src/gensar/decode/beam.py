@@ -65,6 +65,7 @@ def constrained_beam_search(
     beam_size: int = 30,
     top_k: int | None = None,
     roots: torch.Tensor | None = None,
+    decoder: T5BeamDecoder | None = None,
 ) -> RankedItems:
     """Top ``top_k`` (default ``beam_size``) items per example, decoding only identifiers in ``trie``.
 
@@ -72,6 +73,8 @@ def constrained_beam_search(
     the decoder start token (P may be 0); they are not part of the score. ``roots`` [B] picks each
     example's root in a forest; by default root 0 for a one-root trie, root b for a forest of B roots.
     Runs on the model's device (move a reused trie there once with ``trie.to``); results are on CPU.
+    ``decoder``: these inputs already encoded (``T5BeamDecoder(model, input_ids, attention_mask)``,
+    so that a caller can score other candidates of the same inputs without encoding them again).
     """
     batch = input_ids.shape[0]
     device = input_ids.device
@@ -104,7 +107,7 @@ def constrained_beam_search(
         return RankedItems(items=torch.full((batch, top_k), -1), scores=torch.full((batch, top_k), NEG_INF),
                            tokens=torch.full((batch, top_k, 0), -1))
     with torch.inference_mode():
-        decoder = T5BeamDecoder(model, input_ids, attention_mask)
+        decoder = T5BeamDecoder(model, input_ids, attention_mask) if decoder is None else decoder.fresh()
         first_hidden = decoder.start(prefix_matrix(prefix_tokens, batch))  # [B, d]
         nodes, scores, tokens = _beam_loop(
             decoder, first_hidden, roots, trie.max_depth, beam_size, candidates

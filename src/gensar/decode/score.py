@@ -6,8 +6,8 @@ computes ``log p(identifier | input, prefix)``, the very score constrained beam 
 finished hypothesis (the forced prefix, e.g. ``<rec>``, is not part of it).
 
 The encoder runs once per example; every candidate of an example becomes a decoder row that
-shares the example's cross-attention keys/values (``T5BeamDecoder``), so scoring C candidates
-costs C decoder rows for depth-many one-token steps, and no [rows, vocabulary] logits are formed.
+shares the example's cross-attention keys/values (``T5BeamDecoder``), fed its whole identifier in
+one pass (teacher forcing: the tokens are known), and no [rows, vocabulary] logits are formed.
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ def identifier_log_probs(
     codes: torch.Tensor,
     candidates: torch.Tensor,
     prefix_tokens: torch.Tensor | Sequence[int],
+    decoder: T5BeamDecoder | None = None,
 ) -> torch.Tensor:
     """float32 [B, C]: ``log p(codes[candidates[b, c]] | input_b, prefix)``; -inf where the candidate is -1.
 
     input_ids, attention_mask: [B, S]. codes: [N, D] int64 identifier tokens of every item,
     right-padded with -1 (identifiers may differ in length). candidates: [B, C] item rows, -1 pads.
+    ``decoder``: the inputs already encoded (see ``constrained_beam_search``); not run again.
     """
     batch, width = candidates.shape
     if input_ids.shape[0] != batch:
@@ -48,20 +50,19 @@ def identifier_log_probs(
     tokens = codes[candidates.clamp(min=0).reshape(-1)].reshape(batch, width, -1)  # [B, C, D]
     tokens = tokens.masked_fill(~valid[..., None], -1)
     with torch.inference_mode():
-        decoder = T5BeamDecoder(model, input_ids, attention_mask)
+        decoder = T5BeamDecoder(model, input_ids, attention_mask) if decoder is None else decoder.fresh()
         head = decoder.head
         hidden = decoder.start(prefix_matrix(prefix_tokens, batch))  # [B, d]
         first = tokens[:, :, 0]  # [B, C]
         score = head.logits_at(hidden, first).float() - head.logsumexp(hidden).float()[:, None]  # [B, C]
         score = score.masked_fill(first < 0, 0.0)
-        # From here on one decoder row per (example, candidate), example-major as the decoder wants.
-        origin = torch.arange(batch, device=input_ids.device).repeat_interleave(width)  # [B*C]
-        for step in range(1, tokens.shape[2]):
-            hidden = decoder.advance(origin, tokens[:, :, step - 1].reshape(-1))  # [B*C, d]
-            origin = torch.arange(batch * width, device=input_ids.device)
-            nxt = tokens[:, :, step].reshape(-1, 1)  # [B*C, 1]
-            if bool((nxt < 0).all()):
-                break
-            step_logp = head.logits_at(hidden, nxt).float()[:, 0] - head.logsumexp(hidden).float()  # [B*C]
-            score = score + step_logp.masked_fill(nxt[:, 0] < 0, 0.0).view(batch, width)
+        if tokens.shape[2] > 1:
+            # One decoder row per (example, candidate), example-major as the decoder wants, fed the
+            # identifier's tokens but the last in one pass; position t predicts token t + 1.
+            origin = torch.arange(batch, device=input_ids.device).repeat_interleave(width)  # [B*C]
+            fed = tokens[:, :, :-1].reshape(batch * width, -1)  # [B*C, D-1]
+            hidden = decoder.extend(origin, fed).reshape(-1, decoder.model.config.d_model)  # [B*C*(D-1), d]
+            nxt = tokens[:, :, 1:].reshape(-1, 1)  # [B*C*(D-1), 1]
+            step_logp = head.logits_at(hidden, nxt).float()[:, 0] - head.logsumexp(hidden).float()
+            score = score + step_logp.masked_fill(nxt[:, 0] < 0, 0.0).view(batch, width, -1).sum(dim=2)
     return score.masked_fill(~valid, NEG_INF).cpu()

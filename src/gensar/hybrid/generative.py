@@ -10,7 +10,18 @@ import torch
 
 from gensar.decode.beam import constrained_beam_search
 from gensar.decode.score import identifier_log_probs
+from gensar.decode.t5_decoder import T5BeamDecoder
 from gensar.ids.trie import IdTrie
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """The catalog beam of a batch: item rows [B, K] best first (-1 pads), their exact scores, and
+    the encoded inputs (so scoring the other candidates does not run the encoder again)."""
+
+    items: np.ndarray
+    scores: np.ndarray
+    encoded: T5BeamDecoder
 
 
 @dataclass
@@ -30,43 +41,44 @@ class GenerativeScorer:
         tries = {b: IdTrie.build(c) for b, c in codes.items()}
         return cls(model=model, pad_id=pad_id, codes=codes, tries=tries, prefixes=prefixes)
 
-    def propose(self, behavior: str, inputs: torch.Tensor, beam_size: int) -> tuple[np.ndarray, np.ndarray]:
-        """Item rows [B, beam_size] of the catalog beam, best first (-1 pads), and their exact scores."""
+    def propose(self, behavior: str, inputs: torch.Tensor, beam_size: int) -> Proposal:
+        """The catalog beam of ``inputs`` [B, L] (``beam_size`` items per example)."""
+        encoded = T5BeamDecoder(self.model, inputs, inputs != self.pad_id)
         ranked = constrained_beam_search(self.model, inputs, inputs != self.pad_id, self.tries[behavior],
-                                         self.prefixes[behavior], beam_size=beam_size)
-        return ranked.items.numpy(), ranked.scores.numpy().astype(np.float64)
+                                         self.prefixes[behavior], beam_size=beam_size, decoder=encoded)
+        return Proposal(ranked.items.numpy(), ranked.scores.numpy().astype(np.float64), encoded)
 
     def score(self, behavior: str, inputs: torch.Tensor, candidates: np.ndarray, chunk: int = 64,
-              known: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+              known: Proposal | None = None) -> np.ndarray:
         """[B, C] exact ``log p(identifier | input)`` of each candidate (-inf where it is -1).
 
-        ``known``: (items [B, K], scores [B, K]) already scored, e.g. the beam's finished hypotheses
-        (the same quantity), which are copied instead of decoded again."""
+        ``known``: the beam of these inputs; its finished hypotheses (the same quantity) are copied
+        instead of decoded again, and its encoded inputs are reused."""
         codes = torch.as_tensor(self.codes[behavior])
+        if known is None:
+            return self._decode(behavior, inputs, candidates, codes, chunk, None)
         out = np.full(candidates.shape, -np.inf)
-        todo = candidates
-        if known is not None:
-            items, scores = known
-            match = (candidates[:, :, None] == items[:, None, :]) & (candidates >= 0)[:, :, None]  # [B, C, K]
-            hit = match.any(axis=2)
-            out[hit] = np.take_along_axis(scores, match.argmax(axis=2), axis=1)[hit]
-            todo = np.where(hit, -1, candidates)
-            # decode only the columns that still hold an unscored candidate
-            cols = np.flatnonzero((todo >= 0).any(axis=0))
-            if len(cols) == 0:
-                return out
-            sub = self._decode(behavior, inputs, todo[:, cols], codes, chunk)
-            out[:, cols] = np.where(todo[:, cols] >= 0, sub, out[:, cols])
+        match = (candidates[:, :, None] == known.items[:, None, :]) & (candidates >= 0)[:, :, None]  # [B, C, K]
+        hit = match.any(axis=2)
+        out[hit] = np.take_along_axis(known.scores, match.argmax(axis=2), axis=1)[hit]
+        todo = np.where(hit, -1, candidates)
+        # decode only the columns that still hold an unscored candidate
+        cols = np.flatnonzero((todo >= 0).any(axis=0))
+        if len(cols) == 0:
             return out
-        return self._decode(behavior, inputs, todo, codes, chunk)
+        sub = self._decode(behavior, inputs, todo[:, cols], codes, chunk, known.encoded)
+        out[:, cols] = np.where(todo[:, cols] >= 0, sub, out[:, cols])
+        return out
 
     def _decode(self, behavior: str, inputs: torch.Tensor, candidates: np.ndarray, codes: torch.Tensor,
-                chunk: int) -> np.ndarray:
+                chunk: int, encoded: T5BeamDecoder | None) -> np.ndarray:
         out = np.full(candidates.shape, -np.inf)
         mask = inputs != self.pad_id
+        if encoded is None:
+            encoded = T5BeamDecoder(self.model, inputs, mask)
         for lo in range(0, candidates.shape[1], chunk):
             part = torch.as_tensor(candidates[:, lo : lo + chunk])
             if bool((part >= 0).any()):
                 out[:, lo : lo + chunk] = identifier_log_probs(self.model, inputs, mask, codes, part,
-                                                               self.prefixes[behavior]).numpy()
+                                                               self.prefixes[behavior], decoder=encoded).numpy()
         return out

@@ -19,6 +19,7 @@ synthetic training queries (category words) never teach the fusion so.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,7 @@ class HybridRanker:
         self.scorers = scorers
         self.fusions = dict(fusions or {})
         self.titles = tuple(titles)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gensar-retrievers")
         self.by_title: dict[str, list[int]] = {}
         for row, title in enumerate(titles):
             key = title_key(title)
@@ -80,16 +82,20 @@ class HybridRanker:
                    given: np.ndarray | None = None) -> Candidates:
         """Candidates and features of a batch; ``given`` [B, C] fixes the candidates (-1 pads)."""
         names = self.cfg.scorers(behavior)
-        catalog = {name: self.scorers[name].scores(requests) for name in names}  # each [B, N]
         known = None
         if given is None:
+            # The retrievers (a MiniLM query encoding, BM25, SASRec) run beside the beam: on two cores
+            # a request waits for the slower of the two, not their sum.
+            pending = self._pool.submit(self._catalog_scores, names, requests)
             known = self.generative.propose(behavior, inputs, self.cfg.beam_size)
-            proposals = [known[0]]
+            catalog = pending.result()
+            proposals = [known.items]
             proposals += [top_rows(catalog[name], self.cfg.depth) for name in self.cfg.proposers(behavior)]
             if behavior == "search":
                 proposals.append(self._title_rows(requests))
             items = union_candidates(proposals)
         else:
+            catalog = self._catalog_scores(names, requests)
             items = np.asarray(given, dtype=np.int64)
         cols = [self.generative.score(behavior, inputs, items, self.cfg.candidate_chunk, known)]
         cols += [gather(normalizer(name)(catalog[name]), items) for name in names]
@@ -101,6 +107,11 @@ class HybridRanker:
             exact = self._title_rows(requests)  # [B, T]
             pinned = (items[:, :, None] == exact[:, None, :]).any(axis=2) & (items >= 0)
         return Candidates(items=items, features=feats, pinned=pinned)
+
+    def _catalog_scores(self, names: Sequence[str], requests: Sequence[Request]) -> dict[str, np.ndarray]:
+        """Each scorer's scores of the whole catalog, [B, N] per name."""
+        with torch.inference_mode():  # thread-local: the pool's thread needs its own
+            return {name: self.scorers[name].scores(requests) for name in names}
 
     def _title_rows(self, requests: Sequence[Request]) -> np.ndarray:
         """[B, T] rows of the items whose title is each request's query (-1 pads)."""
