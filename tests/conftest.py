@@ -141,3 +141,34 @@ def live_server(service, access) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory) -> Iterator[str]:
+    """A real PostgreSQL server for the session (the ``pgserver`` package ships the binaries),
+    started once; its URL. Skips cleanly where the package is missing or the server cannot start."""
+    pgserver = pytest.importorskip("pgserver", reason="pgserver is not installed (pip install 'gensar[postgres]')")
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install 'gensar[postgres]')")
+    try:
+        server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+        url = server.get_uri()
+    except Exception as err:  # noqa: BLE001 - any failure to start means: cannot test here
+        pytest.skip(f"PostgreSQL (pgserver) could not start: {type(err).__name__}: {str(err)[:200]}")
+    try:
+        yield url
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A URL of the session's server whose tables land in a fresh schema: each test starts empty."""
+    import uuid
+
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in postgres_server else "?"
+    return f"{postgres_server}{sep}options=-csearch_path%3D{schema}"

@@ -129,6 +129,9 @@ def _serve_common(p: argparse.ArgumentParser) -> None:
                         "when the run has it, else generative; fake: popularity + word overlap, needs only "
                         "RUN_DIR/data (for trying the API, and for tests)")
     p.add_argument("--events-log", default=None, help="live events log (default: RUN_DIR/live_events.jsonl)")
+    p.add_argument("--store", default=None, metavar="file|postgresql://...",
+                   help="where live events are kept: 'file' (default: the events log, one server process) "
+                        "or a PostgreSQL URL, shared by every server process and machine pointed at it")
     p.add_argument("--beam-size", type=int, default=30, help="beam width (widened to k when k is larger)")
     p.add_argument("--max-history", type=int, default=None,
                    help="newest history events given to the model (default: the prepared data's max_history)")
@@ -149,6 +152,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000, help="0 = any free port")
     p.add_argument("--max-wait-ms", type=float, default=2.0, help="how long a batch waits to fill")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes on the port (default 1); more than 1 needs --store postgresql://...")
     p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--api-key-file", default=None, metavar="FILE",
                    help="POST /events (and every write endpoint) then needs this file's key as "

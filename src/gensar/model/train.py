@@ -111,6 +111,7 @@ def train(
     fingerprint = _fingerprint(data, ids)
     cfg = _check_start(out, work, cfg, fingerprint, resume, overwrite, env.is_main)
     device = select_device(cfg.train.device, env)
+    cfg.train.check_device(device)
     if cfg.train.threads > 0:
         configure_threads(cfg.train.threads)
     if env.distributed:
@@ -231,6 +232,12 @@ def _run(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
+    if tc.compile:
+        # dynamic=True: every batch is padded to its own lengths, so shapes change at each step; a
+        # static first compile would be thrown away at the second. The compiled module shares
+        # ``model``'s parameters: checkpoints and the saved model are unchanged.
+        train_model = torch.compile(train_model, dynamic=True)
+
     pad = int(tokenizer.pad_token_id)
     meta = {
         "world_size": env.world_size,
@@ -242,6 +249,8 @@ def _run(
         "epoch_size": usable,
         "steps_per_epoch": steps_per_epoch,
         "prompt_style": cfg.tasks.prompt_style,
+        "bf16": tc.bf16,
+        "compile": tc.compile,
     }
     if env.is_main:
         print(

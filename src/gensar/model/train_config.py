@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from gensar.config import require
+from gensar.errors import ConfigError
 from gensar.metrics import MetricKey
 from gensar.model.backbone import BackboneConfig
 from gensar.model.task_config import TaskConfig
 from gensar.model.tokenizer import TokenizerConfig
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ModelRunConfig", "TrainConfig"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +44,12 @@ class TrainConfig:
     )
     threads: int = 0  # torch threads per process; 0 = --threads, $GENSAR_THREADS or all cores
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    bf16: bool = False  # bfloat16 autocast (GPU)
+    # Mixed precision: the training forward pass under bfloat16 autocast (weights, optimizer
+    # state and checkpoints stay float32). Worth it on GPUs with bf16 units; it runs on a CPU too.
+    bf16: bool = False
+    # torch.compile the training step's model (forward and backward); validation stays eager, its
+    # shapes change with every batch. Pays off over long runs: compiling costs tens of seconds.
+    compile: bool = False
     progress: bool = True  # tqdm bar on rank 0
 
     def validate(self) -> None:
@@ -54,6 +67,21 @@ class TrainConfig:
         require(self.patience >= 0, "train.patience", "must be >= 0 (0 = off)")
         require(self.checkpoint_every >= 0, "train.checkpoint_every", "must be >= 0 (0 = epoch ends only)")
         require(self.threads >= 0, "train.threads", "must be >= 0")
+
+    def check_device(self, device: torch.device) -> None:
+        """Refuse ``bf16`` / ``compile`` where they cannot work, before any training (else the
+        first step fails deep inside torch)."""
+        import torch
+
+        if self.bf16 and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ConfigError("train.bf16: this GPU has no bfloat16 support (set train.bf16=false)")
+        if self.compile and device.type == "cpu" and not _cpp_compiler():
+            raise ConfigError("train.compile: torch.compile on a CPU needs a C++ compiler (none found: set $CXX "
+                              "or install g++), or set train.compile=false")
+
+
+def _cpp_compiler() -> str | None:
+    return os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
 
 
 @dataclass(frozen=True)

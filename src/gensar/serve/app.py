@@ -16,7 +16,11 @@
 Every 4xx answer is an ``ErrorBody`` JSON (``{"error": "...", "detail": [...]}``): a malformed JSON
 body is a 400, a body that does not fit the schema or names an unknown item a 422, an unknown
 item or path a 404, a write without the server's API key a 401, a body over the cap a 413 (before it
-is parsed). Nothing a client sends should produce a 5xx (tests/test_serve_fuzz.py).
+is parsed). Nothing a client sends should produce a 5xx (tests/test_serve_fuzz.py); an event store
+that cannot be reached (a PostgreSQL restart) is a 503.
+
+Answers that read users' histories first fold in what other server processes stored
+(``Service.sync``), so they run off the event loop like the engine calls.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 from collections.abc import AsyncIterator, Mapping
 from importlib import resources
 from typing import Annotated
@@ -56,6 +61,7 @@ from gensar.serve.schemas import (
     UsersResponse,
 )
 from gensar.serve.service import Service
+from gensar.serve.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +74,9 @@ _TOO_LARGE = {413: {"model": ErrorBody, "description": "request body over the se
 _WRITE = {401: {"model": ErrorBody, "description": "missing or wrong API key (servers started with --api-key-file)"}}
 
 
-def create_app(service: Service, access: AccessConfig | None = None) -> FastAPI:
-    """An app answering from ``service``; the caller keeps ownership of (and closes) the service.
+def create_app(service: Service, access: AccessConfig | None = None, owns_service: bool = False) -> FastAPI:
+    """An app answering from ``service``; the caller keeps ownership of (and closes) the service,
+    unless ``owns_service`` (a worker process's app closes it when its server stops).
 
     ``access``: the write endpoints' API key and the request-body cap (default: no key, 1 MB).
     """
@@ -88,6 +95,8 @@ def create_app(service: Service, access: AccessConfig | None = None) -> FastAPI:
         for b in batchers.values():
             await b.aclose()
         worker.shutdown()
+        if owns_service:
+            service.close()
 
     app = FastAPI(title="gensar", version=__version__, lifespan=lifespan,
                   description="Unified generative search and recommendation (GenSAR).")
@@ -111,6 +120,11 @@ def create_app(service: Service, access: AccessConfig | None = None) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, err: StarletteHTTPException) -> JSONResponse:
         return _error(err.status_code, str(err.detail), headers=err.headers)
+
+    @app.exception_handler(StoreUnavailable)
+    async def _store_down(request: Request, err: StoreUnavailable) -> JSONResponse:
+        log.error("%s %s: event store unavailable: %s", request.method, request.url.path, err)
+        return _error(503, "the event store is unavailable; retry later")
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, err: Exception) -> JSONResponse:
@@ -149,19 +163,20 @@ def create_app(service: Service, access: AccessConfig | None = None) -> FastAPI:
     @app.get("/users", response_model=UsersResponse, responses={422: _ERRORS[422]})
     async def list_users(prefix: Annotated[str, Query(max_length=MAX_ID_CHARS)] = "",
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> UsersResponse:
-        users, total = service.histories.users(prefix, limit)
+        users, total = await run_in_threadpool(service.users, prefix, limit)
         return UsersResponse(users=users, total=total)
 
     @app.get("/users/{user_id}/history", response_model=HistoryResponse, responses={422: _ERRORS[422]})
     async def user_history(user_id: Annotated[str, Path(max_length=MAX_ID_CHARS)],
                            limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> HistoryResponse:
-        return service.history(user_id, limit)
+        return await run_in_threadpool(service.history, user_id, limit)
 
     @app.get("/health", response_model=HealthResponse)
     async def health() -> HealthResponse:
+        await run_in_threadpool(service.sync)
         return HealthResponse(
             status="ok", engine=service.engine.name, items=len(service.item_ids), users=len(service.histories),
-            live_events=service.histories.live_events, writes_need_key=access.api_key is not None,
+            live_events=service.histories.live_events, writes_need_key=access.api_key is not None, pid=os.getpid(),
             batching={name: BatchStatsOut(batches=b.stats.batches, requests=b.stats.requests, largest=b.stats.largest)
                       for name, b in batchers.items()})
 

@@ -29,34 +29,84 @@ Req = TypeVar("Req", bound=BaseModel)
 
 
 def cli_serve(args: argparse.Namespace) -> int:
+    cfg = _serve_config(args)
+    access = _access_config(args)
+    store = _store_value(args)
+    if args.workers < 1:
+        raise GensarError(f"--workers must be >= 1 (got {args.workers})")
+    if args.workers > 1 and store is None:
+        raise GensarError(f"--workers {args.workers} needs a shared event store (--store postgresql://...): "
+                          "the embedded events log is written by one process")
+    if args.workers > 1:
+        return _serve_workers(args, cfg, access, store)
     import uvicorn
 
     from gensar.serve.app import create_app
     from gensar.serve.service import Service
 
-    cfg = _serve_config(args)
-    access = _access_config(args)
     if cfg.engine != "fake":
         _prepare_generative(args)
     sock = _listen(args.host, args.port)  # bind first: a busy port is a one-line error, not a traceback
     try:
-        service = Service.open(args.run_dir, cfg, events_log=args.events_log, writable=True)
+        service = Service.open(args.run_dir, cfg, events_log=args.events_log, writable=True, store=store)
     except BaseException:
         sock.close()
         raise
     try:
         app = create_app(service, access)
         host, port = sock.getsockname()[:2]
-        writes = "writes need the API key" if access.api_key is not None else "writes open to anyone"
         print(f"gensar serve: http://{host}:{port}/ ({service.engine.name} engine, {len(service.item_ids)} items, "
-              f"{len(service.histories)} users, {service.histories.live_events} live events replayed; {writes})",
-              file=sys.stderr, flush=True)
+              f"{len(service.histories)} users, {service.histories.live_events} live events replayed; "
+              f"{_writes(access)})", file=sys.stderr, flush=True)
         config = uvicorn.Config(app, log_level=args.log_level, timeout_graceful_shutdown=5)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         service.close()
         sock.close()
     return 0
+
+
+def _serve_workers(args: argparse.Namespace, cfg, access, store: str) -> int:
+    """``--workers N``: check what a worker would fail on here, once, then start N of them."""
+    import dataclasses
+    import os
+
+    from gensar.data.prepared import PreparedData
+    from gensar.serve.event_store import EventKind
+    from gensar.serve.pgstore import PostgresStore
+    from gensar.serve.store import describe_store
+    from gensar.serve.workers import WorkerSettings, run_workers
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        raise GensarError(f"{run_dir}: run directory not found")
+    data = PreparedData.load(run_dir / "data")
+    # Connect, create the table and replay once here: a bad URL or a stored event that does not fit
+    # this catalog is one line from this process, not one from each worker.
+    checked = PostgresStore(store, EventKind(data.item_index.__contains__))
+    try:
+        replayed = len(checked.since(0))
+    finally:
+        checked.close()
+    # Torch threads per worker: --threads, else $GENSAR_THREADS, else a share of the cores (N
+    # processes each using all cores would slow every one of them down).
+    threads = args.threads or int(os.environ.get("GENSAR_THREADS", "0")) or max(1, (os.cpu_count() or 1) // args.workers)
+    settings = WorkerSettings(run_dir=str(run_dir.resolve()), serve=dataclasses.asdict(cfg), store=store,
+                              api_key_file=str(Path(args.api_key_file).resolve()) if args.api_key_file else None,
+                              max_body_bytes=args.max_body_bytes, threads=threads)
+    sock = _listen(args.host, args.port)
+    try:
+        host, port = sock.getsockname()[:2]
+        print(f"gensar serve: http://{host}:{port}/ ({args.workers} workers x {threads} threads, {cfg.engine} engine, "
+              f"{len(data.items)} items, events in {describe_store(store)} ({replayed} stored); "
+              f"{_writes(access)})", file=sys.stderr, flush=True)
+        return run_workers(settings, sock, args.workers, args.log_level)
+    finally:
+        sock.close()
+
+
+def _writes(access) -> str:
+    return "writes need the API key" if access.api_key is not None else "writes open to anyone"
 
 
 def cli_recommend(args: argparse.Namespace) -> int:
@@ -129,9 +179,21 @@ def _is_loopback(host: str) -> bool:
 def _open(args: argparse.Namespace):
     from gensar.serve.service import Service
 
+    store = _store_value(args)
     if args.engine != "fake":
         _prepare_generative(args)
-    return Service.open(args.run_dir, _serve_config(args), events_log=args.events_log, writable=False)
+    return Service.open(args.run_dir, _serve_config(args), events_log=args.events_log, writable=False, store=store)
+
+
+def _store_value(args: argparse.Namespace) -> str | None:
+    """``--store`` checked: None for the embedded events log, else the PostgreSQL URL."""
+    from gensar.serve.store import parse_store
+
+    url = parse_store(args.store)
+    if url is not None and args.events_log is not None:
+        raise GensarError("--events-log names the embedded store's file; with --store postgresql://... "
+                          "events are kept in the database")
+    return url
 
 
 def _prepare_generative(args: argparse.Namespace) -> None:

@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pandas as pd
 
@@ -73,20 +73,33 @@ def check_event(user_id: str, event: HistoryEvent, known_item: Callable[[str], b
     return None
 
 
+_BODY_TYPES: dict[str, type] = {"user_id": str, "behavior": str, "query": str, "items": list, "timestamp": int}
+
+
 def parse_line(line: str, path: Path, lineno: int, known_item: Callable[[str], bool]) -> LoggedEvent:
     obj = json_object(line, path, lineno)
-    types = {"seq": int, "user_id": str, "behavior": str, "query": str, "items": list, "timestamp": int}
-    for name, tp in types.items():
+    seq = obj.get("seq")
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        raise InputError(f"expected int, got {seq!r}", path=path, line=lineno, field="seq")
+    user_id, event = event_from_json(obj, known_item, path, lineno)
+    return LoggedEvent(seq, user_id, event)
+
+
+def event_from_json(obj: dict[str, Any], known_item: Callable[[str], bool], path: str | Path,
+                    line: int | None = None) -> tuple[str, HistoryEvent]:
+    """(user_id, event) of a stored JSON object, checked as thoroughly as a posted event (a store
+    is input too: a hand-edited log or a shared table). ``InputError`` naming ``path``/``line``."""
+    for name, tp in _BODY_TYPES.items():
         value = obj.get(name)
         if not isinstance(value, tp) or isinstance(value, bool):
-            raise InputError(f"expected {tp.__name__}, got {value!r}", path=path, line=lineno, field=name)
+            raise InputError(f"expected {tp.__name__}, got {value!r}", path=path, line=line, field=name)
     if obj["behavior"] not in (REC, SEARCH) or not obj["items"] or not all(isinstance(i, str) for i in obj["items"]):
-        raise InputError("not a rec/search event with a list of item ids", path=path, line=lineno)
+        raise InputError("not a rec/search event with a list of item ids", path=path, line=line)
     event = HistoryEvent(obj["behavior"], obj["query"], tuple(obj["items"]), obj["timestamp"])
     problem = check_event(obj["user_id"], event, known_item)
     if problem is not None:
-        raise InputError(problem, path=path, line=lineno)
-    return LoggedEvent(obj["seq"], obj["user_id"], event)
+        raise InputError(problem, path=path, line=line)
+    return obj["user_id"], event
 
 
 def read_log(path: str | Path, known_item: Callable[[str], bool]) -> tuple[list[LoggedEvent], int]:

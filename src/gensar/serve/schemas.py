@@ -175,6 +175,7 @@ class HealthResponse(BaseModel):
     users: int
     live_events: int
     writes_need_key: bool  # POST /events needs the API key (the page then asks for it)
+    pid: int  # the server process that answered (gensar serve --workers N runs N of them)
     batching: dict[str, BatchStatsOut]
 
 

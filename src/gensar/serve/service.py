@@ -5,8 +5,14 @@ HTTP app feeds it through micro-batchers, the ``gensar recommend`` / ``gensar se
 call it directly. Both therefore return the same JSON.
 
 A run directory (``gensar pipeline``) holds ``data/`` (prepared data), ``ids/item_ids.json``,
-``model/`` and ``metrics.json``; the ``fake`` engine needs only ``data/``. Live events go to
-``RUN_DIR/live_events.jsonl`` unless another path is given.
+``model/`` and ``metrics.json``; the ``fake`` engine needs only ``data/``. Live events go to the
+event store (``gensar.serve.event_store``): ``RUN_DIR/live_events.jsonl`` unless another path or a
+PostgreSQL URL is given.
+
+Users' histories are the prepared data's events followed by the store's records in seq order. With
+a shared store (PostgreSQL, several server processes) other processes append too, so every answer
+that reads histories first folds in the records appended since the last one it saw (``sync``: one
+indexed query); a posted event is folded in the same way, so every process holds the same order.
 
 Unknown users are served from an empty history (``known_user: false``): recommendations then
 depend on the model alone, and search is ad-hoc search.
@@ -15,6 +21,7 @@ depend on the model alone, and search is ad-hoc search.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +32,8 @@ from gensar.config import require
 from gensar.data.prepared import PreparedData
 from gensar.errors import GensarError
 from gensar.serve.engine import Engine, HistoryEvent, RankedItem
-from gensar.serve.events import EVENTS_LOG_NAME, EventLog, LoggedEvent, UserHistories, check_event, read_log
+from gensar.serve.event_store import EventStore, UserEvent, open_event_store
+from gensar.serve.events import EVENTS_LOG_NAME, LoggedEvent, UserHistories, check_event
 from gensar.serve.schemas import (
     EventRequest,
     EventResponse,
@@ -66,26 +74,29 @@ class ServeConfig:
 
 
 class Service:
-    def __init__(self, data: PreparedData, engine: Engine, cfg: ServeConfig, log: EventLog | None = None,
-                 replayed: Sequence[LoggedEvent] = ()) -> None:
+    def __init__(self, data: PreparedData, engine: Engine, cfg: ServeConfig, store: EventStore | None = None) -> None:
+        """``store`` None: no live events (read-only)."""
         if engine.num_items != len(data.items):
             raise GensarError(f"engine knows {engine.num_items} items, the prepared data {len(data.items)}")
         self.data = data
         self.engine = engine
         self.cfg = cfg
-        self.log = log
+        self.store: EventStore | None = store
         self.item_ids: list[str] = data.items["item_id"].tolist()
         self.titles: list[str] = data.items["title"].tolist()
         self.index = data.item_index
         self.max_history = cfg.max_history or int(data.manifest.get("options", {}).get("max_history") or FALLBACK_HISTORY)
         self.histories = UserHistories(data.events)
-        self.histories.add_all(log.records if log is not None else replayed)
+        self._seen = 0  # the highest seq folded into ``histories``
+        self._sync_lock = threading.Lock()
+        self.sync()
 
     @classmethod
     def open(cls, run_dir: str | Path, cfg: ServeConfig, events_log: str | Path | None = None,
-             writable: bool = True) -> Service:
-        """Load a run directory. ``writable``: take the events log for appending (one server);
-        otherwise replay it read-only (CLI queries next to a running server)."""
+             writable: bool = True, store: str | None = None) -> Service:
+        """Load a run directory. ``writable``: open the event store for appending (with the
+        embedded store: one server); otherwise read it only (CLI queries next to a running
+        server). ``store``: the ``--store`` value (None: the events log file)."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise GensarError(f"{run_dir}: run directory not found")
@@ -104,19 +115,33 @@ class Service:
 
                 engine = GenerativeEngine.from_run_dir(run_dir, data, beam_size=cfg.beam_size)
         log_path = Path(events_log) if events_log is not None else run_dir / EVENTS_LOG_NAME
-        known = data.item_index.__contains__
-        if writable:
-            return cls(data, engine, cfg, log=EventLog(log_path, known))
-        records, _ = read_log(log_path, known)
-        return cls(data, engine, cfg, replayed=records)
+        event_store = open_event_store(store, log_path, data.item_index.__contains__, writable=writable)
+        try:
+            return cls(data, engine, cfg, event_store)
+        except BaseException:
+            event_store.close()
+            raise
 
     def close(self) -> None:
-        if self.log is not None:
-            self.log.close()
-            self.log = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def sync(self) -> int:
+        """Fold in the records other processes appended since the last call; how many there were."""
+        if self.store is None:
+            return 0
+        with self._sync_lock:  # one fold at a time: a record is never added twice
+            new = self.store.since(self._seen)
+            for acked in new:
+                self.histories.add(LoggedEvent(acked.seq, acked.record.user_id, acked.record.event))
+            if new:
+                self._seen = new[-1].seq
+        return len(new)
 
     # ---- batched answers (called from one worker thread) -----------------------------------
     def recommend(self, requests: Sequence[RecommendRequest]) -> list[RecommendResponse]:
+        self.sync()
         histories = [self._history(r.user_id) for r in requests]
         ranked = self.engine.recommend(histories, max(r.k for r in requests))
         return [RecommendResponse(user_id=r.user_id, known_user=r.user_id in self.histories,
@@ -124,6 +149,7 @@ class Service:
                 for r, rank in zip(requests, ranked, strict=True)]
 
     def search(self, requests: Sequence[SearchRequest]) -> list[SearchResponse]:
+        self.sync()
         histories = [self._history(r.user_id) for r in requests]
         ranked = self.engine.search([r.query for r in requests], histories, max(r.k for r in requests))
         return [SearchResponse(query=r.query, user_id=r.user_id, known_user=r.user_id in self.histories,
@@ -131,6 +157,7 @@ class Service:
                 for r, rank in zip(requests, ranked, strict=True)]
 
     def suggest(self, requests: Sequence[SuggestRequest]) -> list[SuggestResponse]:
+        self.sync()
         histories = [self._history(r.user_id) for r in requests]
         ranked = self.engine.suggest_queries(histories, max(r.k for r in requests))
         return [SuggestResponse(user_id=r.user_id, known_user=r.user_id in self.histories,
@@ -145,15 +172,16 @@ class Service:
         return check_event(req.user_id, self._event(req), self.index.__contains__)
 
     def add_event(self, req: EventRequest) -> EventResponse:
-        """Log (fsynced) and apply one event; blocking, so call it off the event loop."""
-        if self.log is None:
+        """Store (fsynced / committed) and apply one event; blocking, so call it off the event loop."""
+        if self.store is None or not self.store.writable:
             raise GensarError("this service was opened read-only: events cannot be recorded")
         event = self._event(req)
         problem = check_event(req.user_id, event, self.index.__contains__)
         if problem is not None:
             raise GensarError(problem)
-        record = self.log.append(req.user_id, event, then=self.histories.add)
-        return EventResponse(user_id=req.user_id, seq=record.seq, history_length=self.histories.length(req.user_id))
+        seq = self.store.append(UserEvent(req.user_id, event))
+        self.sync()  # folds this event in, after any other process's earlier ones
+        return EventResponse(user_id=req.user_id, seq=seq, history_length=self.histories.length(req.user_id))
 
     def item(self, item_id: str) -> ItemResponse | None:
         i = self.index.get(item_id)
@@ -164,12 +192,17 @@ class Service:
                             brand=row["brand"], description=row["description"])
 
     def history(self, user_id: str, last: int) -> HistoryResponse:
+        self.sync()
         events = self.histories.get(user_id, last=last)
         return HistoryResponse(
             user_id=user_id, known_user=user_id in self.histories, history_length=self.histories.length(user_id),
             events=[HistoryEventOut(behavior=e.behavior, query=e.query, timestamp=e.timestamp,  # type: ignore[arg-type]
                                     items=[ItemRef(item_id=i, title=self.titles[self.index[i]]) for i in e.items])
                     for e in events])
+
+    def users(self, prefix: str, limit: int) -> tuple[list[str], int]:
+        self.sync()
+        return self.histories.users(prefix, limit)
 
     # ---- pieces ------------------------------------------------------------------------------
     def _history(self, user_id: str | None) -> tuple[HistoryEvent, ...]:
