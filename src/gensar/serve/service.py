@@ -6,7 +6,9 @@ call it directly. Both therefore return the same JSON.
 
 A run directory (``gensar pipeline``) holds ``data/`` (prepared data), ``ids/item_ids.json``,
 ``model/`` and ``metrics.json``; the ``fake`` engine needs only ``data/``. Live events go to
-``RUN_DIR/live_events.jsonl`` unless another path is given.
+``RUN_DIR/live_events.jsonl`` and added items (``POST /items``, ``gensar add-items``) to
+``RUN_DIR/live_items.jsonl`` unless other paths are given; on open, added items are replayed first
+(events may name them), and both logs are taken for appending by a writable service.
 
 Unknown users are served from an empty history (``known_user: false``): recommendations then
 depend on the model alone, and search is ad-hoc search.
@@ -17,16 +19,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from gensar.config import require
 from gensar.data.prepared import PreparedData
+from gensar.data.schema import make_items
 from gensar.errors import GensarError
+from gensar.ids.cold_start import ColdStartConfig
+from gensar.serve.catalog import Catalog, ItemProblem, trained_ids
 from gensar.serve.engine import Engine, HistoryEvent, RankedItem
 from gensar.serve.events import EVENTS_LOG_NAME, EventLog, LoggedEvent, UserHistories, check_event, read_log
+from gensar.serve.items_log import ITEMS_LOG_NAME, AddedItems, ItemsLog, read_items_log
 from gensar.serve.schemas import (
+    AddedItemOut,
+    AddItemsResponse,
     EventRequest,
     EventResponse,
     HistoryEventOut,
@@ -57,8 +65,10 @@ class ServeConfig:
     # prepared data's max_history, i.e. the history length the model was trained with.
     max_history: int | None = None
     beam_size: int = 30  # generative engine; a request for more items widens the beam to k
+    cold_start: ColdStartConfig = field(default_factory=ColdStartConfig)  # added items' collaborative embedding
 
     def validate(self) -> None:
+        self.cold_start.validate()
         require(self.max_batch >= 1, "max_batch", "must be >= 1")
         require(0 <= self.max_wait_ms <= 1000, "max_wait_ms", "must be in [0, 1000]")
         require(self.max_history is None or self.max_history >= 1, "max_history", "must be >= 1")
@@ -67,25 +77,41 @@ class ServeConfig:
 
 class Service:
     def __init__(self, data: PreparedData, engine: Engine, cfg: ServeConfig, log: EventLog | None = None,
-                 replayed: Sequence[LoggedEvent] = ()) -> None:
+                 replayed: Sequence[LoggedEvent] = (), *, catalog: Catalog | None = None,
+                 items_log: ItemsLog | None = None, ids_dir: Path | None = None) -> None:
+        """``engine`` ranks ``data``'s items; ``catalog`` (default: those items, no identifiers) may
+        hold items added since, which the engine is then grown by; ``items_log``: where new ones
+        are appended (None: read-only); ``ids_dir``: the run's ID stage, which gives them identifiers."""
         if engine.num_items != len(data.items):
             raise GensarError(f"engine knows {engine.num_items} items, the prepared data {len(data.items)}")
-        self.data = data
+        self.catalog = catalog if catalog is not None else Catalog(data, None)
+        if self.catalog.prepared != len(data.items):
+            raise GensarError(f"the catalog grew from {self.catalog.prepared} items, the prepared data has {len(data.items)}")
         self.engine = engine
         self.cfg = cfg
         self.log = log
-        self.item_ids: list[str] = data.items["item_id"].tolist()
-        self.titles: list[str] = data.items["title"].tolist()
-        self.index = data.item_index
+        self.items_log = items_log
+        self.ids_dir = ids_dir
+        self._extender = None  # the ID stage, loaded on the first POST /items
+        if self.catalog.size > len(data.items):
+            engine.add_items(self.catalog.data, len(data.items), self.catalog.require_ids())
+        self.item_ids: list[str] = self.catalog.data.items["item_id"].tolist()
+        self.titles: list[str] = self.catalog.data.items["title"].tolist()
+        self.index = self.catalog.index
         self.max_history = cfg.max_history or int(data.manifest.get("options", {}).get("max_history") or FALLBACK_HISTORY)
         self.histories = UserHistories(data.events)
         self.histories.add_all(log.records if log is not None else replayed)
 
+    @property
+    def data(self) -> PreparedData:
+        """The prepared data with every added item (its events are the prepared ones)."""
+        return self.catalog.data
+
     @classmethod
     def open(cls, run_dir: str | Path, cfg: ServeConfig, events_log: str | Path | None = None,
-             writable: bool = True) -> Service:
-        """Load a run directory. ``writable``: take the events log for appending (one server);
-        otherwise replay it read-only (CLI queries next to a running server)."""
+             writable: bool = True, items_log: str | Path | None = None) -> Service:
+        """Load a run directory. ``writable``: take the events and items logs for appending (one
+        server); otherwise replay them read-only (CLI queries next to a running server)."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise GensarError(f"{run_dir}: run directory not found")
@@ -103,17 +129,35 @@ class Service:
                 from gensar.serve.generative import GenerativeEngine
 
                 engine = GenerativeEngine.from_run_dir(run_dir, data, beam_size=cfg.beam_size)
+        items_path = Path(items_log) if items_log is not None else run_dir / ITEMS_LOG_NAME
+        catalog = Catalog(data, trained_ids(run_dir))
+        added = read_items_log(items_path).records
+        catalog.replay(added, items_path)
         log_path = Path(events_log) if events_log is not None else run_dir / EVENTS_LOG_NAME
-        known = data.item_index.__contains__
-        if writable:
-            return cls(data, engine, cfg, log=EventLog(log_path, known))
-        records, _ = read_log(log_path, known)
-        return cls(data, engine, cfg, replayed=records)
+        known = catalog.index.__contains__
+        ids_dir = run_dir / "ids"
+        if not writable:
+            records, _ = read_log(log_path, known)
+            return cls(data, engine, cfg, replayed=records, catalog=catalog, ids_dir=ids_dir)
+        events = EventLog(log_path, known)  # first: a bad events log must not leave an items log behind
+        try:
+            writer = ItemsLog(items_path)
+        except BaseException:
+            events.close()
+            raise
+        if len(writer.records) != len(added):  # appended between the replay and taking the lock
+            writer.close()
+            events.close()
+            raise GensarError(f"{items_path}: items were added while the server started; start it again")
+        return cls(data, engine, cfg, log=events, catalog=catalog, items_log=writer, ids_dir=ids_dir)
 
     def close(self) -> None:
         if self.log is not None:
             self.log.close()
             self.log = None
+        if self.items_log is not None:
+            self.items_log.close()
+            self.items_log = None
 
     # ---- batched answers (called from one worker thread) -----------------------------------
     def recommend(self, requests: Sequence[RecommendRequest]) -> list[RecommendResponse]:
@@ -154,6 +198,42 @@ class Service:
             raise GensarError(problem)
         record = self.log.append(req.user_id, event, then=self.histories.add)
         return EventResponse(user_id=req.user_id, seq=record.seq, history_length=self.histories.length(req.user_id))
+
+    def item_problem(self, items: Sequence[dict[str, Any]]) -> ItemProblem | None:
+        """Why new ``items`` (canonical fields) cannot join the catalog (beyond the schema), or None."""
+        return self.catalog.item_problem(items)
+
+    def add_items(self, items: Sequence[dict[str, Any]]) -> AddItemsResponse:
+        """Give ``items`` identifiers, log them (fsynced) and serve them from now on; blocking, so
+        run it where the engine runs (the engine thread). An ``ItemProblem`` when one does not fit."""
+        if self.items_log is None:
+            raise GensarError("this service was opened read-only: items cannot be added")
+        problem = self.catalog.item_problem(items)
+        if problem is not None:
+            raise problem
+        existing = self.catalog.require_ids()
+        ids = self._id_extender().assign(make_items(list(items)), self.catalog.data.items, existing)
+        record = self.items_log.append(items, ids, then=self._grow)
+        return AddItemsResponse(seq=record.seq, catalog_items=self.catalog.size, items=[
+            AddedItemOut(item_id=i.item_id, index=self.index[i.item_id], semantic_id=list(i.semantic),
+                         collaborative_id=list(i.collaborative)) for i in record.items])
+
+    def _grow(self, record: AddedItems) -> None:
+        start = self.catalog.size
+        self.titles.extend(i.item["title"] for i in record.items)  # first: the catalog's index publishes them
+        self.item_ids.extend(i.item_id for i in record.items)
+        self.catalog.add(record.items)
+        self.engine.add_items(self.catalog.data, start, self.catalog.require_ids())
+
+    def _id_extender(self):
+        if self._extender is None:
+            from gensar.ids.extend import IdExtender
+
+            if self.ids_dir is None:
+                raise GensarError("this service has no ID stage to give new items identifiers")
+            self._extender = IdExtender.from_dir(self.ids_dir, self.catalog.prepared, self.catalog.vocabulary,
+                                                 self.cfg.cold_start)
+        return self._extender
 
     def item(self, item_id: str) -> ItemResponse | None:
         i = self.index.get(item_id)
