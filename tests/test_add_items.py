@@ -194,8 +194,11 @@ def test_post_items_is_a_write_then_served_at_once_and_after_a_restart(run):
     restarted.close()
 
 
-def test_hybrid_ranks_a_new_item_for_its_title_and_scores_it_by_its_identifier(run, tmp_path):
+def test_hybrid_ranks_a_new_item_for_its_title_and_scores_it_by_its_identifier(run, tmp_path, capsys):
     assert main(["add-items", str(run), str(_write(tmp_path / "new.jsonl", NEW))]) == 0
+    capsys.readouterr()
+    assert main(["search", str(run), "--query", NEW[1]["title"], "--k", "3", "--json"]) == 0  # replays the log
+    assert json.loads(capsys.readouterr().out)["items"][0]["item_id"] == "N2"
     service = Service.open(run, ServeConfig(), writable=False)
     engine, row = service.engine, service.index["N1"]
     assert engine.search([NEW[0]["title"]], [[]], k=10)[0][0].index == row  # its own title: first

@@ -71,7 +71,8 @@ class Catalog:
             if item_id in self.index:
                 return ItemProblem(pos, "item_id", f"item '{item_id}' is already in the catalog")
             if item_id in seen:
-                return ItemProblem(pos, "item_id", f"item '{item_id}' is listed twice (first at items[{seen[item_id]}])")
+                return ItemProblem(pos, "item_id",
+                                   f"item '{item_id}' is listed twice (first at items[{seen[item_id]}])")
             seen[item_id] = pos
         return None
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gensar.config import require
 from gensar.data.prepared import PreparedData
@@ -50,6 +50,9 @@ from gensar.serve.schemas import (
     SuggestRequest,
     SuggestResponse,
 )
+
+if TYPE_CHECKING:  # loaded on the first POST /items: it brings the RQ-VAE and the text encoder
+    from gensar.ids.extend import IdExtender
 
 # auto: the hybrid ranker when the run has one (RUN_DIR/hybrid/fusion.json), else the generative model
 EngineKind = Literal["auto", "hybrid", "generative", "fake"]
@@ -86,13 +89,14 @@ class Service:
             raise GensarError(f"engine knows {engine.num_items} items, the prepared data {len(data.items)}")
         self.catalog = catalog if catalog is not None else Catalog(data, None)
         if self.catalog.prepared != len(data.items):
-            raise GensarError(f"the catalog grew from {self.catalog.prepared} items, the prepared data has {len(data.items)}")
+            raise GensarError(f"the catalog grew from {self.catalog.prepared} items, "
+                              f"the prepared data has {len(data.items)}")
         self.engine = engine
         self.cfg = cfg
         self.log = log
         self.items_log = items_log
         self.ids_dir = ids_dir
-        self._extender = None  # the ID stage, loaded on the first POST /items
+        self._extender: IdExtender | None = None  # the ID stage, loaded on the first POST /items
         if self.catalog.size > len(data.items):
             engine.add_items(self.catalog.data, len(data.items), self.catalog.require_ids())
         self.item_ids: list[str] = self.catalog.data.items["item_id"].tolist()
@@ -225,7 +229,7 @@ class Service:
         self.catalog.add(record.items)
         self.engine.add_items(self.catalog.data, start, self.catalog.require_ids())
 
-    def _id_extender(self):
+    def _id_extender(self) -> IdExtender:
         if self._extender is None:
             from gensar.ids.extend import IdExtender
 
