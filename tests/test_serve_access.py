@@ -77,7 +77,8 @@ def test_without_a_key_writes_are_open(service):
 
 
 def test_every_write_endpoint_depends_on_the_key(service):
-    """A later write endpoint (e.g. POST /items) must declare WRITE_ACCESS: only the read-only POSTs may not."""
+    """Every write endpoint (POST /events, POST /items, any later one) declares WRITE_ACCESS: only the
+    read-only POSTs may not."""
     app = create_app(service, AccessConfig(api_key=KEY))
     writes = []
     for route in app.routes:
@@ -85,10 +86,11 @@ def test_every_write_endpoint_depends_on_the_key(service):
         if methods & {"POST", "PUT", "PATCH", "DELETE"} and route.path not in READ_POSTS:
             writes.append(route.path)
             assert require_write_key in [d.call for d in route.dependant.dependencies], route.path
-    assert writes == ["/events"]
+    assert writes == ["/events", "/items"]
     # The OpenAPI document tells clients about the 401 and how to send the key.
     spec = app.openapi()
     assert "401" in spec["paths"]["/events"]["post"]["responses"]
+    assert "401" in spec["paths"]["/items"]["post"]["responses"]
     assert "401" not in spec["paths"]["/recommend"]["post"]["responses"]
     assert {"HTTPBearer", "APIKeyHeader"} <= set(spec["components"]["securitySchemes"])
 

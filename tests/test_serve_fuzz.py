@@ -25,8 +25,8 @@ from gensar.serve.service import ServeConfig, Service
 
 EXAMPLES = 40  # per operation and mode; the whole file runs in well under a minute
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-OPERATIONS = ["POST /recommend", "POST /search", "POST /suggest-query", "POST /events", "GET /items/{item_id}",
-              "GET /users", "GET /users/{user_id}/history", "GET /health"]
+OPERATIONS = ["POST /recommend", "POST /search", "POST /suggest-query", "POST /events", "POST /items",
+              "GET /items/{item_id}", "GET /users", "GET /users/{user_id}/history", "GET /health"]
 
 
 @pytest.fixture(scope="module")

@@ -121,6 +121,17 @@ def _add_train(sub: argparse._SubParsersAction) -> Handler:
     return "gensar.model.cli:cli_train"
 
 
+def _items_log(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--items-log", default=None,
+                   help="log of items added to the trained catalog (default: RUN_DIR/live_items.jsonl)")
+
+
+def _cold_start(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cold-start", default=None, choices=["ridge", "knn"],
+                   help="an added item's collaborative embedding from its semantic one: a ridge map fitted "
+                        "on the trained items (default), or the mean of its nearest trained items")
+
+
 def _serve_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="run directory (gensar pipeline): data/, ids/, model/")
     p.add_argument("--engine", default="auto", choices=["auto", "hybrid", "generative", "fake"],
@@ -132,6 +143,7 @@ def _serve_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", default=None, metavar="file|postgresql://...",
                    help="where live events are kept: 'file' (default: the events log, one server process) "
                         "or a PostgreSQL URL, shared by every server process and machine pointed at it")
+    _items_log(p)
     p.add_argument("--beam-size", type=int, default=30, help="beam width (widened to k when k is larger)")
     p.add_argument("--max-history", type=int, default=None,
                    help="newest history events given to the model (default: the prepared data's max_history)")
@@ -162,7 +174,19 @@ def _add_serve(sub: argparse._SubParsersAction) -> Handler:
                    help="allow a non-loopback --host without --api-key-file (anyone reaching it may write)")
     p.add_argument("--max-body-bytes", type=int, default=1_000_000,
                    help="larger request bodies get a 413 before they are read (default: 1 MB)")
+    _cold_start(p)
     return "gensar.serve.cli:cli_serve"
+
+
+def _add_add_items(sub: argparse._SubParsersAction) -> Handler:
+    p = sub.add_parser("add-items", help="add items to a trained run without retraining (served at once by "
+                       "the next serve / recommend / search)")
+    p.add_argument("run_dir", help="run directory (gensar pipeline): data/, ids/, model/")
+    p.add_argument("items_file", help="items in the canonical items format (.jsonl, .csv, .parquet, gzip "
+                   "accepted); unknown fields are refused")
+    _items_log(p)
+    _cold_start(p)
+    return "gensar.serve.cli:cli_add_items"
 
 
 def _add_recommend(sub: argparse._SubParsersAction) -> Handler:
@@ -245,6 +269,7 @@ _BUILDERS: tuple[Callable[[argparse._SubParsersAction], Handler], ...] = (
     _add_baseline,
     _add_report,
     _add_serve,
+    _add_add_items,
     _add_recommend,
     _add_search,
 )

@@ -20,10 +20,18 @@ class BM25Scorer:
     behaviors: tuple[str, ...] = (SEARCH,)
 
     def __init__(self, data: PreparedData, k1: float = 1.5, b: float = 0.75) -> None:
-        self.retriever = bm25s.BM25(k1=k1, b=b)
-        self.retriever.index(bm25s.tokenize(data.item_texts, stopwords="en", show_progress=False),
-                             show_progress=False)
-        self.n_items = len(data.item_texts)
+        self.k1, self.b = k1, b
+        self._index(data.item_texts)
+
+    def _index(self, texts: list[str]) -> None:
+        self.retriever = bm25s.BM25(k1=self.k1, b=self.b)
+        self.retriever.index(bm25s.tokenize(texts, stopwords="en", show_progress=False), show_progress=False)
+        self.n_items = len(texts)
+
+    def add_items(self, data: PreparedData, start: int) -> None:
+        # Re-indexed whole: document frequencies and the mean length are the grown catalog's, so
+        # warm items' scores shift a little too (as they would in any BM25 index that grows).
+        self._index(data.item_texts)
 
     def scores(self, requests: Sequence[Request]) -> np.ndarray:
         out = np.zeros((len(requests), self.n_items), dtype=np.float32)  # [B, n_items]

@@ -30,6 +30,11 @@ class DenseScorer:
         self.items = _normalize(items).astype(np.float32)  # [n_items, d]
         self._queries: dict[str, np.ndarray] = {}
 
+    def add_items(self, data: PreparedData, start: int) -> None:
+        # Only the new texts are encoded (not cached: the run directory may be read-only when serving).
+        new = _normalize(encode_items(data.item_texts[start:], self.cfg)).astype(np.float32)
+        self.items = np.concatenate([self.items[:start], new])  # [n_items, d]
+
     def scores(self, requests: Sequence[Request]) -> np.ndarray:
         new = list(dict.fromkeys(r.query for r in requests if r.query not in self._queries))
         if len(self._queries) + len(new) > MAX_CACHED_QUERIES:  # a long-running server: bounded memory

@@ -37,11 +37,13 @@ class MatchPopularityScorer:
     def __init__(self, data: PreparedData) -> None:
         pop = item_popularity(data)
         self.prior = pop / (1.0 + pop.max(initial=0.0))  # [n_items], in [0, 1)
-        postings: dict[str, list[int]] = {}
-        for row, text in enumerate(data.item_texts):
-            for w in set(words(text)):
-                postings.setdefault(w, []).append(row)
-        self.postings = {w: np.asarray(rows, dtype=np.int64) for w, rows in postings.items()}  # sorted rows
+        self.postings = _postings(data.item_texts, 0)  # word -> sorted rows
+
+    def add_items(self, data: PreparedData, start: int) -> None:
+        self.prior = np.concatenate([self.prior[:start], np.zeros(len(data.items) - start)])  # no clicks yet
+        for w, rows in _postings(data.item_texts[start:], start).items():
+            old = self.postings.get(w)
+            self.postings[w] = rows if old is None else np.concatenate([old[old < start], rows])
 
     def matching_items(self, query: str) -> np.ndarray:
         """Sorted item rows whose text holds every word of ``query`` (none for a query without words)."""
@@ -56,6 +58,15 @@ class MatchPopularityScorer:
         for row, r in enumerate(requests):
             out[row, self.matching_items(r.query)] += 1.0
         return out.astype(np.float32)
+
+
+def _postings(texts: Sequence[str], first_row: int) -> dict[str, np.ndarray]:
+    """word -> sorted rows (``first_row`` + position) of the texts holding it."""
+    postings: dict[str, list[int]] = {}
+    for row, text in enumerate(texts, start=first_row):
+        for w in set(words(text)):
+            postings.setdefault(w, []).append(row)
+    return {w: np.asarray(rows, dtype=np.int64) for w, rows in postings.items()}
 
 
 def match_popularity_scores(data: PreparedData, examples: pd.DataFrame, candidates: np.ndarray) -> np.ndarray:

@@ -32,6 +32,9 @@ class PopularityScorer:
     def __init__(self, data: PreparedData) -> None:
         self.popularity = item_popularity(data).astype(np.float32)  # [n_items]
 
+    def add_items(self, data: PreparedData, start: int) -> None:
+        self.popularity = np.concatenate([self.popularity[:start], np.zeros(len(data.items) - start, np.float32)])
+
     def scores(self, requests: Sequence[Request]) -> np.ndarray:
         return np.broadcast_to(self.popularity, (len(requests), len(self.popularity))).copy()  # [B, n_items]
 

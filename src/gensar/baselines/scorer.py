@@ -52,6 +52,11 @@ class Scorer(Protocol):
         """float32 [B, n_items] for one batch; higher is better; -inf only where an item cannot be scored."""
         ...
 
+    def add_items(self, data: PreparedData, start: int) -> None:
+        """Rows ``start:`` of ``data.items`` joined the catalog (a living catalog, nothing retrained):
+        score them from now on. ``data`` is the whole grown catalog; its events are unchanged."""
+        ...
+
 
 # ---- requests from prepared examples ---------------------------------------------------------
 def requests_for(data: PreparedData, examples: pd.DataFrame) -> list[Request]:
@@ -166,20 +171,32 @@ def build_scorer(name: str, data: PreparedData, cache_dir: Path | None = None) -
 
 
 class SASRecScorer:
-    """A trained SASRec over a request's history (newest ``max_len`` items); the query is ignored."""
+    """A trained SASRec over a request's history (newest ``max_len`` items); the query is ignored.
+
+    Items added after training have no learned vector: they score the lowest logit of each row
+    (no collaborative evidence yet, but a finite feature), and are skipped in histories."""
 
     name = "sasrec"
     behaviors: tuple[str, ...] = (REC,)
 
     def __init__(self, model: SASRec) -> None:
         self.model = model.eval()
+        self.n_items = model.n_items  # the catalog SASRec was trained on
+        self.added = 0  # items appended since
 
     @torch.no_grad()
     def scores(self, requests: Sequence[Request]) -> np.ndarray:
-        histories = [list(r.history) for r in requests]
+        histories = [[i for i in r.history if i < self.n_items] for r in requests]
         seq = torch.from_numpy(pad_histories(histories, self.model.cfg.max_len))  # [B, T]
         h = self.model(seq)[:, -1]  # [B, D] state after the newest item
-        return self.model.item_logits(h).numpy().astype(np.float32, copy=False)  # [B, n_items]
+        logits = self.model.item_logits(h).numpy().astype(np.float32, copy=False)  # [B, n_items]
+        if not self.added:
+            return logits
+        cold = np.repeat(logits.min(axis=1, keepdims=True), self.added, axis=1)  # [B, added]
+        return np.concatenate([logits, cold], axis=1)
+
+    def add_items(self, data: PreparedData, start: int) -> None:
+        self.added = len(data.items) - self.n_items
 
 
 def load_sasrec_scorer(model_dir: Path, data: PreparedData) -> SASRecScorer:

@@ -129,12 +129,12 @@ def _format_of(path: Path) -> str:
 class _Loc:
     """Where a record came from: a line (JSONL/CSV) or a row (Parquet)."""
 
-    path: Path
+    path: Path | None  # None: a record from no file (an HTTP request)
     line: int | None
     row: int
 
     def error(self, message: str, field: str | None = None) -> InputError:
-        if self.line is None:
+        if self.line is None and self.path is not None:
             message = f"{message} (row {self.row})"
         return InputError(message, path=self.path, line=self.line, field=field)
 
@@ -300,14 +300,60 @@ def _parse_items(table: _Table) -> tuple[list[dict[str, Any]], dict[str, _Loc]]:
             at = f"line {first.line}" if first.line is not None else f"row {first.row}"
             raise loc.error(f"duplicate item id '{item_id}' (first at {at})", "item_id")
         where[item_id] = loc
-        out.append({
-            "item_id": item_id,
-            "title": _text(rec.get("title"), "title", loc),
-            "categories": _categories(rec.get("categories"), loc),
-            "description": _text(rec.get("description"), "description", loc),
-            "brand": _text(rec.get("brand"), "brand", loc),
-        })
+        out.append(_item(rec, loc))
     return out, where
+
+
+def _item(rec: dict[str, Any], loc: _Loc) -> dict[str, Any]:
+    return {
+        "item_id": _id(rec, "item_id", loc, required=True),
+        "title": _text(rec.get("title"), "title", loc),
+        "categories": _categories(rec.get("categories"), loc),
+        "description": _text(rec.get("description"), "description", loc),
+        "brand": _text(rec.get("brand"), "brand", loc),
+    }
+
+
+@dataclass(frozen=True)
+class LocatedItem:
+    """One item of an items file (canonical item columns), with where it came from."""
+
+    item: dict[str, Any]
+    path: Path
+    line: int | None  # JSONL/CSV line; None for Parquet
+    row: int  # 1-based record number
+
+    def error(self, message: str, field: str | None = None) -> InputError:
+        return _Loc(self.path, self.line, self.row).error(message, field)
+
+
+def read_items_file(path: str | Path) -> list[LocatedItem]:
+    """One items table (``items.*``'s format, any name ending in a supported extension), checked
+    as ``read_canonical`` checks items, and stricter: an unknown field is an error, not ignored
+    (items added to a trained catalog, ``gensar add-items``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("file not found", path=path)
+    if not any(path.name.endswith("." + fmt) for fmt in FORMATS):
+        raise InputError(f"unknown format (expected a name ending in .{', .'.join(FORMATS)})", path=path)
+    table = _read_table(path)
+    for loc, rec in table.records:
+        unknown = sorted(set(rec) - set(ITEM_FIELDS))
+        if unknown:
+            if table.has_header:  # CSV, Parquet: the column is named once, in the header
+                raise InputError(f"unknown column (items have {', '.join(ITEM_FIELDS)})", path=path,
+                                 line=table.header_line, field=unknown[0])
+            raise loc.error(f"unknown field (items have {', '.join(ITEM_FIELDS)})", unknown[0])
+    items, where = _parse_items(table)
+    return [LocatedItem(it, path, where[it["item_id"]].line, where[it["item_id"]].row) for it in items]
+
+
+def parse_item(record: dict[str, Any]) -> dict[str, Any]:
+    """One item record checked as in an items file, from no file (an ``InputError`` names the field)."""
+    unknown = sorted(set(record) - set(ITEM_FIELDS))
+    if unknown:
+        raise InputError(f"unknown field (items have {', '.join(ITEM_FIELDS)})", field=unknown[0])
+    return _item(record, _Loc(None, None, 0))
 
 
 def _parse_events(table: _Table, known_items: dict[str, _Loc]) -> list[dict[str, Any]]:

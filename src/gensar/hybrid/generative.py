@@ -41,6 +41,13 @@ class GenerativeScorer:
         tries = {b: IdTrie.build(c) for b, c in codes.items()}
         return cls(model=model, pad_id=pad_id, codes=codes, tries=tries, prefixes=prefixes)
 
+    def add_items(self, codes: Mapping[str, np.ndarray]) -> None:
+        """Append items (per behavior their identifier tokens [M, D'], -1 padded) and grow the tries:
+        new items are proposed and scored like the trained ones, old rows and identifiers unchanged."""
+        grown = {b: pad_rows([self.codes[b], codes[b]]) for b in self.codes}
+        self.tries = {b: IdTrie.build(c) for b, c in grown.items()}  # rebuilt: nodes are stored level by level
+        self.codes = grown
+
     def propose(self, behavior: str, inputs: torch.Tensor, beam_size: int) -> Proposal:
         """The catalog beam of ``inputs`` [B, L] (``beam_size`` items per example)."""
         encoded = T5BeamDecoder(self.model, inputs, inputs != self.pad_id)
@@ -82,3 +89,14 @@ class GenerativeScorer:
                 out[:, lo : lo + chunk] = identifier_log_probs(self.model, inputs, mask, codes, part,
                                                                self.prefixes[behavior], decoder=encoded).numpy()
         return out
+
+
+def pad_rows(parts: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack [n_i, D_i] int arrays of identifier tokens, right-padding every row with -1 to the widest."""
+    width = max(p.shape[1] for p in parts)
+    out = np.full((sum(len(p) for p in parts), width), -1, dtype=np.int64)
+    row = 0
+    for p in parts:
+        out[row : row + len(p), : p.shape[1]] = p
+        row += len(p)
+    return out

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from gensar.baselines.scorer import Request, Scorer
+from gensar.data.prepared import PreparedData
 from gensar.data.queries import words
 from gensar.errors import GensarError
 from gensar.hybrid.config import HybridConfig
@@ -63,13 +64,28 @@ class HybridRanker:
         self.generative = generative
         self.scorers = scorers
         self.fusions = dict(fusions or {})
-        self.titles = tuple(titles)
+        self.titles: tuple[str, ...] = ()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gensar-retrievers")
         self.by_title: dict[str, list[int]] = {}
-        for row, title in enumerate(titles):
+        self._add_titles(titles)
+
+    def _add_titles(self, titles: Sequence[str]) -> None:
+        for row, title in enumerate(titles, start=len(self.titles)):
             key = title_key(title)
             if key:
                 self.by_title.setdefault(key, []).append(row)
+        self.titles += tuple(titles)
+
+    def add_items(self, data: PreparedData, start: int, codes: Mapping[str, np.ndarray]) -> None:
+        """Rows ``start:`` of ``data.items`` joined the catalog: every retriever indexes them (BM25,
+        dense, the title rule) and the generative model proposes and scores them by their identifiers
+        (``codes``: per behavior [M, D] tokens, -1 padded); nothing is retrained."""
+        if start != len(self.titles):
+            raise GensarError(f"hybrid: items added from row {start}, but the ranker holds {len(self.titles)}")
+        self.generative.add_items(codes)
+        for scorer in self.scorers.values():
+            scorer.add_items(data, start)
+        self._add_titles(data.items["title"].tolist()[start:])
 
     def with_fusions(self, fusions: Mapping[str, LinearFusion]) -> HybridRanker:
         """The same retrievers with other fusion weights (e.g. the sampled protocol's)."""

@@ -175,6 +175,9 @@ class ResidualOutput:
     last_distances: torch.Tensor  # [B, K] distances of the last level's input to its codes
     codebook_loss: torch.Tensor  # scalar, summed over levels
     commitment_loss: torch.Tensor  # scalar, summed over levels
+    # [B, K] per level, level 0 first: each level's input to its codes (identifiers of items added
+    # after training fall back from a taken code to the next nearest, gensar.ids.new_ids)
+    distances: tuple[torch.Tensor, ...] = ()
 
 
 class ResidualQuantizer(nn.Module):
@@ -220,7 +223,7 @@ class ResidualQuantizer(nn.Module):
     def forward(self, x: torch.Tensor) -> ResidualOutput:
         residual = x
         total = torch.zeros_like(x)  # [B, D] sum of code vectors (no gradient: the ST below carries it)
-        codes, codebook_loss, commitment_loss = [], x.new_zeros(()), x.new_zeros(())
+        codes, distances, codebook_loss, commitment_loss = [], [], x.new_zeros(()), x.new_zeros(())
         out: QuantizerOutput | None = None
         for vq in self.levels:
             out = vq(residual)
@@ -230,6 +233,7 @@ class ResidualQuantizer(nn.Module):
             # commitment loss pulls the encoder (through ``residual``), not earlier codebooks.
             residual = residual - e
             codes.append(out.codes)
+            distances.append(out.distances)
             codebook_loss = codebook_loss + out.codebook_loss
             commitment_loss = commitment_loss + out.commitment_loss
         assert out is not None
@@ -241,4 +245,5 @@ class ResidualQuantizer(nn.Module):
             last_distances=out.distances,
             codebook_loss=codebook_loss,
             commitment_loss=commitment_loss,
+            distances=tuple(distances),
         )

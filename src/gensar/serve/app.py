@@ -6,6 +6,8 @@
 ``POST /suggest-query``  ``{user_id, k}`` -> queries the user may issue next
 ``POST /events``         record a rec click or a search session (fsynced, then acknowledged); needs
                          the API key when the server has one (``access.py``)
+``POST /items``          add items to the trained catalog (identifiers from the trained ID stage,
+                         fsynced to the items log, then served at once); needs the API key too
 ``GET /items/{item_id}`` an item's catalog entry
 ``GET /users``           user ids (``prefix``, ``limit``), for the page's user picker
 ``GET /users/{user_id}/history``  the user's newest events
@@ -16,8 +18,9 @@
 Every 4xx answer is an ``ErrorBody`` JSON (``{"error": "...", "detail": [...]}``): a malformed JSON
 body is a 400, a body that does not fit the schema or names an unknown item a 422, an unknown
 item or path a 404, a write without the server's API key a 401, a body over the cap a 413 (before it
-is parsed). Nothing a client sends should produce a 5xx (tests/test_serve_fuzz.py); an event store
-that cannot be reached (a PostgreSQL restart) is a 503.
+is parsed), items a run cannot take (no trained identifiers, opened read-only) a 409. Nothing a
+client sends should produce a 5xx (tests/test_serve_fuzz.py); an event store that cannot be
+reached (a PostgreSQL restart) is a 503.
 
 Answers that read users' histories first fold in what other server processes stored
 (``Service.sync``), so they run off the event loop like the engine calls.
@@ -25,6 +28,7 @@ Answers that read users' histories first fold in what other server processes sto
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -40,10 +44,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gensar import __version__
+from gensar.data.canonical import parse_item
+from gensar.errors import GensarError, InputError
 from gensar.serve.access import WRITE_ACCESS, AccessConfig, BodyLimit
 from gensar.serve.batcher import EngineThread, MicroBatcher
+from gensar.serve.catalog import ItemProblem
 from gensar.serve.schemas import (
     MAX_ID_CHARS,
+    AddItemsRequest,
+    AddItemsResponse,
     BatchStatsOut,
     ErrorBody,
     ErrorDetail,
@@ -72,6 +81,7 @@ _ERRORS = {
 _NOT_FOUND = {404: {"model": ErrorBody, "description": "not found"}}
 _TOO_LARGE = {413: {"model": ErrorBody, "description": "request body over the server's --max-body-bytes"}}
 _WRITE = {401: {"model": ErrorBody, "description": "missing or wrong API key (servers started with --api-key-file)"}}
+_CONFLICT = {409: {"model": ErrorBody, "description": "the run cannot take items (no trained identifiers, read-only)"}}
 
 
 def create_app(service: Service, access: AccessConfig | None = None, owns_service: bool = False) -> FastAPI:
@@ -152,6 +162,24 @@ def create_app(service: Service, access: AccessConfig | None = None, owns_servic
         if problem is not None:
             return _error(422, problem, [ErrorDetail(loc=["body"], msg=problem, type="value_error")])
         return await run_in_threadpool(service.add_event, req)  # write + fsync off the event loop
+
+    @app.post("/items", response_model=AddItemsResponse, responses=_ERRORS | _WRITE | _TOO_LARGE | _CONFLICT,
+              dependencies=[WRITE_ACCESS])
+    async def post_items(req: AddItemsRequest) -> AddItemsResponse | JSONResponse:
+        try:
+            items = [parse_item(i.model_dump()) for i in req.items]  # the items file's rules (ids stripped)
+        except InputError as err:
+            return _error(422, str(err), [ErrorDetail(loc=["body", "items"], msg=str(err), type="value_error")])
+        problem = service.item_problem(items)
+        if problem is None:
+            try:  # on the engine thread: the engines grow between batches, never during one
+                return await asyncio.get_running_loop().run_in_executor(worker.executor(), service.add_items, items)
+            except ItemProblem as raced:  # another POST /items took an id in between
+                problem = raced
+            except GensarError as err:
+                return _error(409, str(err))
+        return _error(422, str(problem), [ErrorDetail(loc=["body", "items", problem.position, problem.field],
+                                                      msg=problem.message, type="value_error")])
 
     @app.get("/items/{item_id}", response_model=ItemResponse, responses=_NOT_FOUND | {422: _ERRORS[422]})
     async def get_item(item_id: Annotated[str, Path(max_length=MAX_ID_CHARS)]) -> ItemResponse | JSONResponse:

@@ -6,7 +6,8 @@ same JSON bodies as the HTTP API (``{"user_id": "u1", "k": 10}``; ``{"query": ".
 "u1", "k": 10}`` with ``user_id`` optional); answers come out one per line, in order, with the
 HTTP API's answer bodies. A bad line is an error naming file and line, and nothing is written.
 
-These commands read the run's live events log (read-only), so they see events a server recorded.
+These commands read the run's live events and added-items logs (read-only), so they see events a
+server recorded and items added to the catalog (``gensar add-items``, ``POST /items``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ def cli_serve(args: argparse.Namespace) -> int:
         _prepare_generative(args)
     sock = _listen(args.host, args.port)  # bind first: a busy port is a one-line error, not a traceback
     try:
-        service = Service.open(args.run_dir, cfg, events_log=args.events_log, writable=True, store=store)
+        service = Service.open(args.run_dir, cfg, events_log=args.events_log, writable=True, store=store,
+                               items_log=args.items_log)
     except BaseException:
         sock.close()
         raise
@@ -109,6 +111,20 @@ def _writes(access) -> str:
     return "writes need the API key" if access.api_key is not None else "writes open to anyone"
 
 
+def cli_add_items(args: argparse.Namespace) -> int:
+    from gensar.ids.cold_start import ColdStartConfig
+    from gensar.serve.add_items import add_items_file
+
+    cold = from_dict(ColdStartConfig, _cold_start(args), "cold_start")
+    _prepare_generative(args)  # the text encoder: torch threads, no progress bar
+    record, total = add_items_file(args.run_dir, args.items_file, args.items_log, cold)
+    for item in record.items:
+        print(f"{item.item_id:<14} {' '.join(item.semantic):<44} {' '.join(item.collaborative)}")
+    print(f"gensar add-items: {len(record.items)} items added (record {record.seq}), {total} in the catalog",
+          file=sys.stderr)
+    return 0
+
+
 def cli_recommend(args: argparse.Namespace) -> int:
     from gensar.serve.schemas import RecommendRequest
 
@@ -150,7 +166,13 @@ def _serve_config(args: argparse.Namespace):
               "beam_size": args.beam_size}
     if args.command == "serve":
         values["max_wait_ms"] = args.max_wait_ms
+        values["cold_start"] = _cold_start(args)
     return from_dict(ServeConfig, values)
+
+
+def _cold_start(args: argparse.Namespace) -> dict:
+    """The ``ColdStartConfig`` keys ``--cold-start`` sets."""
+    return {} if args.cold_start is None else {"method": args.cold_start}
 
 
 def _access_config(args: argparse.Namespace):
@@ -182,7 +204,8 @@ def _open(args: argparse.Namespace):
     store = _store_value(args)
     if args.engine != "fake":
         _prepare_generative(args)
-    return Service.open(args.run_dir, _serve_config(args), events_log=args.events_log, writable=False, store=store)
+    return Service.open(args.run_dir, _serve_config(args), events_log=args.events_log, writable=False, store=store,
+                        items_log=args.items_log)
 
 
 def _store_value(args: argparse.Namespace) -> str | None:

@@ -20,7 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from gensar.data.prepared import PreparedData
 from gensar.data.schema import REC, SEARCH
+from gensar.ids.item_ids import IdMaps
 
 
 @dataclass(frozen=True)
@@ -68,4 +70,9 @@ class Engine(Protocol):
 
     def suggest_queries(self, histories: Sequence[History], k: int) -> list[list[RankedQuery]]:
         """Up to ``k`` queries the user is likely to issue next, best first."""
+        ...
+
+    def add_items(self, data: PreparedData, start: int, ids: IdMaps) -> None:
+        """Rows ``start:`` of ``data.items`` joined the catalog (nothing retrained): rank them from
+        now on. ``data``: the grown catalog (events unchanged); ``ids``: every item's identifiers."""
         ...

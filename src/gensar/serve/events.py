@@ -4,48 +4,39 @@ A client posts a recommendation click or a search session; the server appends it
 ``fsync``s, and only then adds it to the user's in-memory history and acknowledges. The next
 request for that user decodes from the longer history; nothing is retrained.
 
-Log format, one JSON object per line, ``\\n``-terminated, in acknowledgement order::
+Log format (``gensar.serve.append_log``: fsynced appends, replay on start, a torn last line skipped
+with a warning and cut off by the next writer, one writer at a time), one record per line::
 
     {"seq": 1, "user_id": "u7", "behavior": "search", "query": "usb microscope",
      "items": ["B00X1"], "timestamp": 1718000000}
 
-``seq`` counts from 1. On start the log is replayed. Because each record is written with one
-``write`` and acknowledged after ``fsync``, a crash can only leave a *torn last line* (no final
-``\\n``): that record was never acknowledged, so replay skips it with a warning and a writer cuts
-it off before appending. Only a tail that can be such a record is cut (it starts like record
-``seq`` N+1, see ``is_torn_record``): a file that is not an events log, say a text file without a
-final newline given as ``--events-log``, is refused, never emptied. Any other malformed line is an
-``InputError`` naming file and line (the server refuses to start rather than silently drop
-acknowledged events).
-
-One process writes a log at a time (an exclusive ``flock``); readers (``gensar recommend``
-while a server runs) replay it read-only.
+Any malformed complete line, or one naming an item the catalog lacks, is an ``InputError`` naming
+file and line (the server refuses to start rather than silently drop acknowledged events).
+Readers (``gensar recommend`` while a server runs) replay it read-only.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pandas as pd
 
 from gensar.data.schema import REC, SEARCH, event_problem
-from gensar.errors import GensarError, InputError
-from gensar.io import json_object, text_lines
+from gensar.errors import InputError
+from gensar.io import json_object
+from gensar.serve.append_log import AppendLog, Replay, read_records
 from gensar.serve.engine import HistoryEvent
 
 log = logging.getLogger(__name__)
 
 EVENTS_LOG_NAME = "live_events.jsonl"
-
+WHAT = "events log"
 
 @dataclass(frozen=True)
 class LoggedEvent:
@@ -102,87 +93,44 @@ def event_from_json(obj: dict[str, Any], known_item: Callable[[str], bool], path
     return obj["user_id"], event
 
 
+def _parser(known_item: Callable[[str], bool]) -> Callable[[str, Path, int], LoggedEvent]:
+    return lambda line, path, lineno: parse_line(line, path, lineno, known_item)
+
+
+def _warn_torn(path: Path, replay: Replay[LoggedEvent]) -> None:
+    if replay.torn:
+        log.warning("%s: skipping a torn last line (%d bytes; the server was stopped mid-write, "
+                    "the event was never acknowledged)", path, replay.torn)
+
+
 def read_log(path: str | Path, known_item: Callable[[str], bool]) -> tuple[list[LoggedEvent], int]:
     """Replay ``path``: (records, byte length of the complete lines). A torn last line is skipped."""
-    path = Path(path)
-    if not path.is_file():
-        return [], 0
-    data = path.read_bytes()
-    good = data.rfind(b"\n") + 1  # bytes up to and including the last newline
-    records: list[LoggedEvent] = []
-    for lineno, line in text_lines(data[:good], path):
-        rec = parse_line(line, path, lineno, known_item)
-        expected = records[-1].seq + 1 if records else 1
-        if rec.seq != expected:
-            raise InputError(f"seq {rec.seq} out of order (expected {expected})", path=path, line=lineno, field="seq")
-        records.append(rec)
-    if good < len(data):
-        next_seq = records[-1].seq + 1 if records else 1
-        if not is_torn_record(data[good:], next_seq):
-            raise InputError("not an events log: the last line has no newline and is not the start of record "
-                             f"seq {next_seq} (refusing to cut it)", path=path, line=data.count(b"\n") + 1)
-        log.warning("%s: skipping a torn last line (%d bytes; the server was stopped mid-write, "
-                    "the event was never acknowledged)", path, len(data) - good)
-    return records, good
-
-
-def is_torn_record(tail: bytes, seq: int) -> bool:
-    """Whether ``tail`` (a last line without newline) can be a write of record ``seq`` cut short.
-
-    Every record starts with exactly ``{"seq": N, `` (``LoggedEvent.to_json``) and is written in
-    one ``write``, so a torn one is a prefix of a record: it starts with that head, or is a prefix
-    of it. Anything else is not ours to cut (a user's text file given as ``--events-log``).
-    """
-    head = f'{{"seq": {seq}, '.encode("ascii")
-    return tail.startswith(head) or head.startswith(tail)
+    replay = read_records(path, _parser(known_item), WHAT)
+    _warn_torn(Path(path), replay)
+    return replay.records, replay.good
 
 
 class EventLog:
-    """The append side of the log: exclusive, fsynced, torn tail cut off on open."""
+    """The append side of the events log (exclusive, fsynced, torn tail cut off on open)."""
 
     def __init__(self, path: str | Path, known_item: Callable[[str], bool]) -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh: IO[bytes] = open(self.path, "ab+")  # noqa: SIM115 - kept open for the server's lifetime
-        except OSError as err:  # a read-only run directory: say so at start, not on the first event
-            raise GensarError(f"{self.path}: cannot open the events log for writing: {err.strerror or err} "
-                              "(pass --events-log to a writable place)") from None
-        try:
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._fh.close()
-            raise GensarError(f"{self.path}: events log is in use by another server") from None
-        try:
-            self.records, good = read_log(self.path, known_item)
-        except BaseException:
-            self.close()
-            raise
-        if os.path.getsize(self.path) > good:
-            self._fh.truncate(good)
-            self._fsync()
-        self.next_seq = self.records[-1].seq + 1 if self.records else 1
-        self._lock = threading.Lock()
+        self._log = AppendLog(path, _parser(known_item), WHAT, option="--events-log",
+                              busy="events log is in use by another server")
+        _warn_torn(self.path, self._log.replay)
+        self.records = self._log.records
+
+    @property
+    def next_seq(self) -> int:
+        return self._log.next_seq
 
     def append(self, user_id: str, event: HistoryEvent, then: Callable[[LoggedEvent], None]) -> LoggedEvent:
         """Write one record, fsync, then call ``then(record)`` (still holding the lock, so the
         in-memory state follows the log's order)."""
-        with self._lock:
-            record = LoggedEvent(self.next_seq, user_id, event)
-            self._fh.write((record.to_json() + "\n").encode("utf-8"))  # one write: a crash tears only this line
-            self._fsync()
-            self.next_seq += 1
-            then(record)
-            return record
-
-    def _fsync(self) -> None:
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
+        return self._log.append(lambda seq: LoggedEvent(seq, user_id, event), then)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            fcntl.flock(self._fh.fileno(), fcntl.LOCK_UN)
-        self._fh.close()
+        self._log.close()
 
 
 class UserHistories:

@@ -28,8 +28,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from gensar.data.prepared import PreparedData
 from gensar.data.queries import clean_words, words
 from gensar.data.schema import SEARCH, item_text
+from gensar.ids.item_ids import IdMaps
 from gensar.serve.engine import History, RankedItem, RankedQuery
 
 POPULARITY_WEIGHT = 0.01
@@ -41,6 +43,14 @@ class FakeEngine:
     name = "fake"
 
     def __init__(self, items: pd.DataFrame, events: pd.DataFrame) -> None:
+        self._events = events
+        self._build(items)
+
+    def add_items(self, data: PreparedData, start: int, ids: IdMaps) -> None:
+        self._build(data.items)  # word tables rebuilt over the grown catalog; new items have no clicks
+
+    def _build(self, items: pd.DataFrame) -> None:
+        events = self._events
         self.item_ids: list[str] = items["item_id"].tolist()
         self.num_items = len(self.item_ids)
         self._index = {item: i for i, item in enumerate(self.item_ids)}

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -66,12 +67,12 @@ class GenerativeEngine:
         self.max_input_len = max_input_len
         self.beam_size = beam_size
         self.num_items = len(item_ids)
+        self.item_ids = item_ids
         self.pad = int(tokenizer.pad_token_id)
         probe = self._encoder(pd.DataFrame({"behavior": [], "query": [], "items": []}))
         self._prefix = {kind: probe.token(tok) for kind, tok in
                         ((COLLABORATIVE, REC_TOKEN), (SEMANTIC, SEARCH_TOKEN), ("query", QUERY_TOKEN))}
-        self._tries = {kind: IdTrie.build([self._id_tokens(probe, kind, item) for item in item_ids])
-                       for kind in (COLLABORATIVE, SEMANTIC)}
+        self._tries = {kind: IdTrie.build(self.id_codes(kind, item_ids)) for kind in (COLLABORATIVE, SEMANTIC)}
         self.queries, query_tokens = self._known_queries(probe, data)
         self._query_trie = IdTrie.build(query_tokens) if query_tokens else None
 
@@ -104,6 +105,33 @@ class GenerativeEngine:
                                    self._prefix["query"], k, beam_size=k)
         return [[RankedQuery(self.queries[i], s) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
                 for row_i, row_s in zip(items, scores, strict=True)]
+
+    def add_items(self, data: PreparedData, start: int, ids: IdMaps) -> None:
+        item_ids = data.items["item_id"].tolist()
+        if start != self.num_items or item_ids[:start] != self.item_ids:
+            raise GensarError(f"items added from row {start}, but the engine holds {self.num_items}")
+        ids.require_items(item_ids)
+        self.ids = ids
+        # Rebuilt whole (trie nodes are stored level by level); old identifiers are unchanged, so
+        # every trained item keeps its leaf and its scores.
+        self._tries = {kind: IdTrie.build(self.id_codes(kind, item_ids)) for kind in (COLLABORATIVE, SEMANTIC)}
+        self.item_ids = item_ids
+        self.num_items = len(item_ids)
+
+    def id_codes(self, kind: str, item_ids: Sequence[str]) -> np.ndarray:
+        """Token ids of each item's ``kind`` identifier [n, L], right-padded with -1; every token
+        must be in the model's vocabulary."""
+        table = self.ids.of(kind)
+        seqs = [self.tokenizer.convert_tokens_to_ids(list(table[item])) for item in item_ids]
+        unk = self.tokenizer.unk_token_id
+        for item, tokens in zip(item_ids, seqs, strict=True):
+            if unk is not None and int(unk) in tokens:
+                raise GensarError(f"the model's vocabulary lacks a token of item '{item}'s {kind} ID "
+                                  "(model and item IDs from different runs?)")
+        codes = np.full((len(seqs), max((len(s) for s in seqs), default=1)), -1, dtype=np.int64)
+        for row, tokens in enumerate(seqs):
+            codes[row, : len(tokens)] = tokens
+        return codes
 
     # ---- pieces ------------------------------------------------------------------------
     def _decode_items(self, task: str, histories: Sequence[History], queries: Sequence[str], kind: str,
@@ -140,13 +168,6 @@ class GenerativeEngine:
     def _encoder(self, events: pd.DataFrame) -> SampleEncoder:
         # Only the events and no item texts: rec/search/next_query inputs never use item texts.
         return SampleEncoder.for_events(self.tokenizer, self.ids, events, self.tasks, self.max_input_len)
-
-    def _id_tokens(self, encoder: SampleEncoder, kind: str, item: str) -> list[int]:
-        tokens = encoder.item_id(kind, item)
-        if self.tokenizer.unk_token_id is not None and int(self.tokenizer.unk_token_id) in tokens:
-            raise GensarError(f"the model's vocabulary lacks a token of item '{item}'s {kind} ID "
-                              "(model and item IDs from different runs?)")
-        return tokens
 
     def _known_queries(self, encoder: SampleEncoder, data: PreparedData) -> tuple[list[str], list[list[int]]]:
         """Distinct queries of the search log (first-seen order) and their target tokens (+ ``</s>``)."""

@@ -21,6 +21,8 @@ from gensar.errors import GensarError
 from gensar.hybrid.config import HybridConfig
 from gensar.hybrid.ranker import HybridRanker
 from gensar.hybrid.stage import FUSION_FILE, HYBRID_DIR, has_hybrid, load_ranker
+from gensar.ids.item_ids import IdMaps
+from gensar.model.trained import ID_KIND
 from gensar.serve.engine import History, RankedItem, RankedQuery
 from gensar.serve.generative import GenerativeEngine, load_trained
 
@@ -58,6 +60,15 @@ class HybridEngine:
 
     def suggest_queries(self, histories: Sequence[History], k: int) -> list[list[RankedQuery]]:
         return self.generative.suggest_queries(histories, k)
+
+    def add_items(self, data: PreparedData, start: int, ids: IdMaps) -> None:
+        """New items enter through every retriever (BM25, dense, the title rule, the generative
+        beam over the grown trie) and are scored by their exact identifier likelihood like the rest."""
+        self.generative.add_items(data, start, ids)
+        new = data.items["item_id"].tolist()[start:]
+        self.ranker.add_items(data, start, {b: self.generative.id_codes(ID_KIND[b], new) for b in (REC, SEARCH)})
+        self.item_index = dict(data.item_index)
+        self.num_items = self.generative.num_items
 
     def _rank(self, behavior: str, queries: Sequence[str], histories: Sequence[History], k: int) -> list[list[RankedItem]]:
         if not histories:

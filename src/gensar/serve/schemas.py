@@ -17,6 +17,9 @@ MAX_K = 100  # items / queries per answer
 MAX_ID_CHARS = 200  # user and item ids
 MAX_QUERY_CHARS = 500
 MAX_EVENT_ITEMS = 50  # items clicked in one search session
+MAX_NEW_ITEMS = 1000  # items added by one POST /items
+MAX_TEXT_CHARS = 10_000  # an added item's title, description, brand, each category name
+MAX_CATEGORIES = 20  # levels of an added item's category path
 
 
 def _text(value: str) -> str:
@@ -89,6 +92,25 @@ class EventRequest(_Request):
         return self
 
 
+Text = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
+
+
+class NewItem(_Request):
+    """An item of the canonical items format (``gensar.data.canonical``); unknown fields are refused."""
+
+    item_id: ItemId
+    title: Text = ""
+    categories: Annotated[list[Text], Field(max_length=MAX_CATEGORIES, description="category path, root first")] = []
+    description: Text = ""
+    brand: Text = ""
+
+
+class AddItemsRequest(_Request):
+    """Items to add to the trained catalog (``POST /items``), all or none."""
+
+    items: Annotated[list[NewItem], Field(min_length=1, max_length=MAX_NEW_ITEMS)]
+
+
 # ---- answers -------------------------------------------------------------------------------------
 class ScoredItem(BaseModel):
     item_id: str
@@ -135,6 +157,19 @@ class ItemResponse(BaseModel):
     categories: list[str]
     brand: str
     description: str
+
+
+class AddedItemOut(BaseModel):
+    item_id: str
+    index: int
+    semantic_id: list[str]
+    collaborative_id: list[str]
+
+
+class AddItemsResponse(BaseModel):
+    seq: int = Field(description="position in the items log (1, 2, ...)")
+    catalog_items: int = Field(description="items in the catalog now")
+    items: list[AddedItemOut]
 
 
 class EventResponse(BaseModel):
