@@ -156,7 +156,9 @@ class Service:
         event_store = open_event_store(store, log_path, known, writable=writable)
         writer = None
         try:
-            if writable:
+            # the items log is a one-writer file: with a shared store (several processes) the
+            # catalog is served as replayed, and POST /items is refused until items move into the store
+            if writable and store is None:
                 writer = ItemsLog(items_path)
                 if len(writer.records) != len(added):  # appended between the replay and taking the lock
                     raise GensarError(f"{items_path}: items were added while the server started; start it again")
