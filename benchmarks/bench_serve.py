@@ -159,12 +159,19 @@ def start_server(args: argparse.Namespace, log_path: Path) -> tuple[subprocess.P
     cmd += ["serve", args.run_dir, "--engine", args.engine, "--host", "127.0.0.1", "--port", "0",
             "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
             "--beam-size", str(args.beam_size), "--events-log", str(log_path.with_suffix(".events.jsonl"))]
+    return launch(cmd, log_path)
+
+
+def launch(cmd: list[str], log_path: Path, ready_lines: int = 0) -> tuple[subprocess.Popen, str]:
+    """Start the server command ``cmd`` (stdout/stderr to ``log_path``) and wait until it answers
+    ``/health``, and, for ``--workers N``, until ``ready_lines`` workers logged " ready (": its URL."""
     log = log_path.open("w")
     proc = subprocess.Popen(cmd, stdout=log, stderr=log)
     deadline = time.monotonic() + 300  # loading a model can take a while
     while time.monotonic() < deadline:
-        m = re.search(r"http://(127\.0\.0\.1:\d+)/", log_path.read_text())
-        if m:
+        text = log_path.read_text()
+        m = re.search(r"http://(127\.0\.0\.1:\d+)/", text)
+        if m and text.count(" ready (") >= ready_lines:
             url = f"http://{m.group(1)}"
             try:
                 if httpx.get(f"{url}/health", timeout=5).status_code == 200:
@@ -176,6 +183,15 @@ def start_server(args: argparse.Namespace, log_path: Path) -> tuple[subprocess.P
         time.sleep(0.2)
     proc.kill()
     raise SystemExit("server did not start within 300 s")
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 60) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def main() -> int:
@@ -200,12 +216,7 @@ def main() -> int:
                 results["soak"] = asyncio.run(closed_loop(url, work(10_000), args.soak_clients, args.duration,
                                                           args.timeout))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_server(proc)
 
     print(f"engine={args.engine} k={args.k} beam={args.beam_size} max_batch={args.max_batch} "
           f"max_wait_ms={args.max_wait_ms} threads={args.threads} cpus={os.cpu_count()}")

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from bench_serve import Tally
+from bench_serve import Tally, launch, stop_server
 
 from gensar.data.prepared import PreparedData
 from gensar.io import atomic_write_json
@@ -130,33 +130,7 @@ def start_server(args: argparse.Namespace, workers: int, store: str | None, log_
     cmd = [sys.executable, "-m", "gensar.cli", "--threads", str(args.threads), "serve", args.run_dir,
            "--engine", args.engine, "--host", "127.0.0.1", "--port", "0", "--workers", str(workers)]
     cmd += ["--store", store] if store else ["--events-log", str(log_path.with_suffix(".events.jsonl"))]
-    log = log_path.open("w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=log)
-    deadline = time.monotonic() + 300  # loading a model can take a while
-    while time.monotonic() < deadline:
-        text = log_path.read_text()
-        m = re.search(r"http://(127\.0\.0\.1:\d+)/", text)
-        if m and text.count(" ready (") >= (workers if workers > 1 else 0):
-            url = f"http://{m.group(1)}"
-            try:
-                if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                    return proc, url
-            except httpx.TransportError:
-                pass
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}:\n{log_path.read_text()[-2000:]}")
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit("server did not start within 300 s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    return launch(cmd, log_path, ready_lines=workers if workers > 1 else 0)
 
 
 def measure(args: argparse.Namespace, data: PreparedData, name: str, workers: int, store: str | None,

@@ -8,8 +8,8 @@ import os
 
 import pytest
 import torch
-from conftest import REPO, make_tiny_prepared
-from test_tasks import write_tiny_ids
+from conftest import REPO
+from test_train import dirs  # noqa: F401  (the tiny prepared data + IDs fixture)
 
 from gensar.cli import main
 from gensar.config import load_config
@@ -20,14 +20,6 @@ from gensar.model.train_config import ModelRunConfig, TrainConfig
 
 TINY = REPO / "configs" / "model-tiny.yaml"
 ONE_EPOCH = ["train.epochs=1", "train.progress=false", "train.eval_examples=4"]
-
-
-@pytest.fixture(scope="module")
-def dirs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("precision")
-    make_tiny_prepared().save(root / "data")
-    write_tiny_ids(root / "ids")
-    return root
 
 
 def test_both_options_default_off():

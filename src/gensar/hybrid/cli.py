@@ -18,13 +18,12 @@ from gensar.errors import GensarError
 from gensar.eval.config import EvalConfig
 from gensar.eval.table import format_metrics
 from gensar.hybrid.config import HybridConfig
-from gensar.hybrid.stage import FUSION_FILE, HYBRID_DIR, evaluate_hybrid, has_hybrid
+from gensar.hybrid.stage import FUSION_FILE, HYBRID_DIR, chosen_ranker, evaluate_hybrid, has_hybrid
 
 
-def chosen_ranker(run_dir: str | Path, ranker: str) -> str:
-    """``hybrid`` or ``generative`` for the ``--ranker`` value ``auto|hybrid|generative``."""
-    if ranker == "auto":
-        return "hybrid" if has_hybrid(run_dir) else "generative"
+def checked_ranker(run_dir: str | Path, choice: str) -> str:
+    """``chosen_ranker``, refusing ``--ranker hybrid`` on a run without a fitted one."""
+    ranker = chosen_ranker(run_dir, choice)
     if ranker == "hybrid" and not has_hybrid(run_dir):
         raise GensarError(f"{Path(run_dir) / HYBRID_DIR / FUSION_FILE}: missing (the run has no fitted "
                           "hybrid ranker; use --ranker generative)")
@@ -49,7 +48,7 @@ def cli_evaluate(args: argparse.Namespace) -> int:
     cfg = EvalConfig(splits=(args.split,), method=args.method, beam_size=args.beam, batch_size=args.batch_size,
                      max_examples=args.max_examples)
     cfg.validate()
-    ranker = chosen_ranker(args.run_dir, args.ranker)
+    ranker = checked_ranker(args.run_dir, args.ranker)
     metrics = evaluate_ranker(args.run_dir, ranker, args.split, cfg, args.full_ranking)
     if args.json:
         print(json.dumps(metrics, indent=2))

@@ -51,6 +51,14 @@ def has_hybrid(run_dir: str | Path) -> bool:
     return (Path(run_dir) / HYBRID_DIR / FUSION_FILE).is_file()
 
 
+def chosen_ranker(run_dir: str | Path, choice: str) -> str:
+    """``hybrid`` or ``generative`` for ``auto|hybrid|generative``: auto is the hybrid when the run
+    fitted one (what ``gensar serve`` and ``gensar evaluate`` answer by default)."""
+    if choice == "auto":
+        return "hybrid" if has_hybrid(run_dir) else "generative"
+    return choice
+
+
 def generative_scorer(trained: TrainedModel, data: PreparedData) -> GenerativeScorer:
     item_ids = data.items["item_id"].tolist()
     codes = {b: trained.id_codes(ID_KIND[b], item_ids) for b in BEHAVIORS}

@@ -137,9 +137,10 @@ class Service:
 
             engine: Engine = FakeEngine(data.items, data.events)
         else:
-            from gensar.serve.hybrid import HybridEngine, has_hybrid
+            from gensar.hybrid.stage import chosen_ranker
+            from gensar.serve.hybrid import HybridEngine
 
-            if cfg.engine == "hybrid" or (cfg.engine == "auto" and has_hybrid(run_dir)):
+            if chosen_ranker(run_dir, cfg.engine) == "hybrid":
                 engine = HybridEngine.from_run_dir(run_dir, data, beam_size=cfg.beam_size)
             else:
                 from gensar.serve.generative import GenerativeEngine
