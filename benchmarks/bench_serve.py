@@ -102,7 +102,8 @@ class Tally:
         }
 
 
-async def _one(client: httpx.AsyncClient, path: str, body: dict, tally: Tally) -> None:
+async def post_timed(client: httpx.AsyncClient, path: str, body: dict, tally: Tally) -> None:
+    """POST one request; its latency into ``tally``, or an error when it fails or is not a 200."""
     start = time.perf_counter()
     try:
         r = await client.post(path, json=body)
@@ -127,7 +128,7 @@ async def closed_loop(url: str, work: Workload, clients: int, seconds: float, ti
         async def worker() -> None:
             while time.perf_counter() < stop:
                 path, body = work.next()
-                await _one(client, path, body, tally)
+                await post_timed(client, path, body, tally)
 
         await asyncio.gather(*[worker() for _ in range(clients)])
         elapsed = time.perf_counter() - start
@@ -146,7 +147,7 @@ async def sequential(url: str, work: Workload, n: int, timeout: float) -> dict:
         start = time.perf_counter()
         for _ in range(n):
             path, body = work.next()
-            await _one(client, path, body, by_path.setdefault(path, Tally()))
+            await post_timed(client, path, body, by_path.setdefault(path, Tally()))
         elapsed = time.perf_counter() - start
     return {path: t.summary(elapsed) for path, t in sorted(by_path.items())}
 

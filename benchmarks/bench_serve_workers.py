@@ -39,7 +39,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from bench_serve import Tally, launch, stop_server
+from bench_serve import Tally, launch, post_timed, stop_server
 
 from gensar.data.prepared import PreparedData
 from gensar.io import atomic_write_json
@@ -100,16 +100,7 @@ async def closed_loop(url: str, mix: Mix, clients: int, seconds: float) -> dict:
         async def one_client() -> None:
             while time.perf_counter() < stop:
                 path, body = mix.next()
-                t0 = time.perf_counter()
-                try:
-                    res = await client.post(path, json=body)
-                except httpx.HTTPError as err:
-                    tally.add_error(f"{path}: {type(err).__name__}: {err}")
-                    continue
-                if res.status_code != 200:
-                    tally.add_error(f"{path} -> {res.status_code} {res.text[:200]}")
-                    continue
-                tally.latencies_ms.append((time.perf_counter() - t0) * 1000)
+                await post_timed(client, path, body, tally)
 
         await asyncio.gather(*[one_client() for _ in range(clients)])
         elapsed = time.perf_counter() - start
