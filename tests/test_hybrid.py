@@ -53,6 +53,20 @@ def test_stage_writes_a_fitted_ranker_and_metrics_for_both_protocols(run):
     assert set(metrics["baselines"]["bm25"]["test"]) == {"search"}
 
 
+def test_the_served_ranker_runs_the_scorers_and_depth_the_fit_chose(run, engine):
+    report = json.loads((run / "hybrid" / "fit_report.json").read_text())
+    fusions = json.loads((run / "hybrid" / "fusion.json").read_text())
+    for behavior in ("rec", "search"):
+        r, fusion = report["full"][behavior], fusions["full"][behavior]
+        assert r["plan"] in r["plans_cv_ndcg@10"]
+        # the chosen plan is within one standard error of the best, so never far below it
+        assert r["plans_cv_ndcg@10"][r["plan"]] >= max(r["plans_cv_ndcg@10"].values()) - 0.1
+        scorers, depth = r["plan"].rsplit("@", 1)
+        assert engine.ranker.depth(behavior) == fusion["depth"] == int(depth)
+        assert "+".join(engine.ranker.scorer_names(behavior)) == scorers
+        assert tuple(fusion["features"]) == engine.ranker.feature_names(behavior)
+
+
 def test_the_hybrids_parts_alone_equal_the_baselines_where_they_propose(run):
     """Within the candidate union, BM25 alone ranks its own top items as BM25 over the catalog does."""
     metrics = json.loads((run / "metrics.json").read_text())

@@ -39,6 +39,7 @@ from gensar.errors import GensarError
 __all__ = [
     "FULL_KS", "FULL_METRIC_KEYS", "HR_KS", "METRIC_KEYS", "NDCG_KS", "MetricKey", "hit_rate_at_k", "ndcg_at_k",
     "rank_from_retrieved", "rank_of_target", "recall_at_k", "summarize", "tied_ranks", "expected_hit_rate", "expected_ndcg",
+    "expected_ndcg_each",
     "summarize_tied", "full_ranking_tied",
 ]
 
@@ -105,11 +106,16 @@ def expected_hit_rate(better: np.ndarray, ties: np.ndarray, k: int) -> float:
 
 def expected_ndcg(better: np.ndarray, ties: np.ndarray, k: int) -> float:
     """Mean E[NDCG@k] (one relevant item) under a random order of tied items."""
+    return float(expected_ndcg_each(better, ties, k).mean())
+
+
+def expected_ndcg_each(better: np.ndarray, ties: np.ndarray, k: int) -> np.ndarray:
+    """[B] E[NDCG@k] of each example (what ``expected_ndcg`` averages), e.g. for paired comparisons."""
     g, e = _tied(better, ties, k)
     cum = np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))])  # D(0..k)
     hi = np.minimum(g + e + 1.0, k).astype(np.int64)
     lo = np.minimum(g, k).astype(np.int64)
-    return float(((cum[hi] - cum[lo]) / (e + 1.0)).mean())
+    return (cum[hi] - cum[lo]) / (e + 1.0)
 
 
 def summarize_tied(better: np.ndarray, ties: np.ndarray, ks: Sequence[int] = HR_KS,

@@ -22,6 +22,11 @@ class HybridConfig:
     rec_scorers: tuple[str, ...] = REC_SCORERS
     search_scorers: tuple[str, ...] = SEARCH_SCORERS
     feature_only: tuple[str, ...] = ("popularity",)
+    # What the fit may serve with less, where the valid split shows no loss (``gensar.hybrid.plan``):
+    # scorers it may leave out (dense retrieval's query encoding costs more than the whole beam on
+    # a CPU), and shallower proposal depths than ``depth`` (fewer candidates to score exactly).
+    prunable: tuple[str, ...] = ("dense",)
+    fit_depths: tuple[int, ...] = (10, 20)
     l2: float = 1e-2  # ridge penalty of the fusion weights (features are standardized)
     folds: int = 2  # cross-validation folds over the valid split for the reported valid figures
     # Valid examples per behavior the fusion is fitted on (evenly spaced; 0 = all): a handful of
@@ -33,7 +38,9 @@ class HybridConfig:
     def validate(self) -> None:
         require(self.beam_size >= 1, "hybrid.beam_size", "must be >= 1")
         require(self.depth >= 1, "hybrid.depth", "must be >= 1")
-        for key in ("rec_scorers", "search_scorers", "feature_only"):
+        for d in self.fit_depths:
+            require(1 <= d <= self.depth, "hybrid.fit_depths", f"{d} is not in 1..hybrid.depth ({self.depth})")
+        for key in ("rec_scorers", "search_scorers", "feature_only", "prunable"):
             for name in getattr(self, key):
                 require(name in KNOWN_SCORERS, f"hybrid.{key}", f"unknown scorer '{name}' (known: "
                         f"{', '.join(KNOWN_SCORERS)})")
@@ -47,6 +54,3 @@ class HybridConfig:
 
     def scorers(self, behavior: str) -> tuple[str, ...]:
         return self.rec_scorers if behavior == "rec" else self.search_scorers
-
-    def proposers(self, behavior: str) -> tuple[str, ...]:
-        return tuple(s for s in self.scorers(behavior) if s not in self.feature_only)

@@ -83,7 +83,10 @@ def _concat(parts: Sequence[Candidates]) -> Candidates:
     pinned = np.concatenate([np.pad(p.pinned, ((0, 0), (0, width - p.items.shape[1]))) for p in parts])
     feats = np.concatenate([np.pad(p.features, ((0, 0), (0, width - p.items.shape[1]), (0, 0)))
                             for p in parts])
-    return Candidates(items=items, features=feats, pinned=pinned)
+    source_ranks = np.concatenate([np.pad(p.source_ranks, ((0, 0), (0, width - p.items.shape[1]), (0, 0)),
+                                          constant_values=-1) for p in parts])
+    return Candidates(items=items, features=feats, pinned=pinned, source_ranks=source_ranks,
+                      sources=parts[0].sources)
 
 
 Ranks = tuple[np.ndarray, np.ndarray]  # (better [n], ties [n]) as gensar.metrics.tied_ranks

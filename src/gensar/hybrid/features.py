@@ -21,12 +21,19 @@ import numpy as np
 
 GENERATIVE = "generative"
 SEEN = "seen"
+BEAM = "beam"  # proposal sources beside the scorers: the generative beam, exact-title matches
+TITLE = "title"
 
 Normalizer = Callable[[np.ndarray], np.ndarray]  # catalog scores [B, N] -> features [B, N]
 
 
 def feature_names(scorers: Sequence[str]) -> tuple[str, ...]:
     return (GENERATIVE, *scorers, SEEN)
+
+
+def fusion_scorers(fusion) -> tuple[str, ...]:
+    """The scorers whose features a fusion (``LinearFusion``) was fitted on."""
+    return tuple(f for f in fusion.features if f not in (GENERATIVE, SEEN))
 
 
 def normalizer(name: str) -> Normalizer:
@@ -104,3 +111,13 @@ def union_candidates(proposals: Sequence[np.ndarray]) -> np.ndarray:
     for b, r in enumerate(rows):
         out[b, : len(r)] = r
     return out
+
+
+def source_ranks(proposals: Sequence[np.ndarray], candidates: np.ndarray) -> np.ndarray:
+    """[B, C, S] int32: each candidate's 0-based position in each proposal matrix [B, K_s] (best
+    first), -1 where that proposal lacks it (pads included)."""
+    out = np.full(candidates.shape + (len(proposals),), -1, dtype=np.int32)
+    for s, prop in enumerate(proposals):
+        match = (candidates[:, :, None] == prop[:, None, :]) & (prop >= 0)[:, None, :]  # [B, C, K]
+        out[..., s] = np.where(match.any(axis=2), match.argmax(axis=2), -1)
+    return np.where((candidates >= 0)[..., None], out, -1)

@@ -11,6 +11,10 @@ For one batch of requests of one behavior:
    each scorer's normalized score (``gensar.hybrid.features``).
 3. order: ``LinearFusion`` per behavior. Items outside the union are not ranked.
 
+A fitted fusion also says which scorers it needs and how deep they propose (the fit may leave out a
+scorer, or propose less deep, where the valid split shows no loss: ``gensar.hybrid.plan``); before
+fitting, the config's scorers and depth are used.
+
 One rule sits above the fusion: a search whose query is exactly an item's title (case and
 punctuation aside) shows that item first. A user who types a title means that item, and semi-
 synthetic training queries (category words) never teach the fusion so.
@@ -30,7 +34,18 @@ from gensar.data.prepared import PreparedData
 from gensar.data.queries import words
 from gensar.errors import GensarError
 from gensar.hybrid.config import HybridConfig
-from gensar.hybrid.features import feature_names, gather, normalizer, seen_feature, top_rows, union_candidates
+from gensar.hybrid.features import (
+    BEAM,
+    TITLE,
+    feature_names,
+    fusion_scorers,
+    gather,
+    normalizer,
+    seen_feature,
+    source_ranks,
+    top_rows,
+    union_candidates,
+)
 from gensar.hybrid.fusion import LinearFusion
 from gensar.hybrid.generative import GenerativeScorer
 
@@ -47,6 +62,10 @@ class Candidates:
     items: np.ndarray  # [B, C] item rows, -1 pads
     features: np.ndarray  # [B, C, F] float64, in ``feature_names`` order
     pinned: np.ndarray  # [B, C] bool: the query names this item's title exactly
+    # [B, C, S] the candidate's 0-based rank in each proposal source (``sources``), -1 when that
+    # source did not propose it; S = 0 when the candidates were given.
+    source_ranks: np.ndarray
+    sources: tuple[str, ...] = ()
 
     @property
     def valid(self) -> np.ndarray:
@@ -60,6 +79,11 @@ class HybridRanker:
             missing = [s for s in cfg.scorers(behavior) if s not in scorers]
             if missing:
                 raise GensarError(f"hybrid {behavior}: scorer(s) {', '.join(missing)} not available")
+        for behavior, fusion in (fusions or {}).items():
+            missing = [s for s in fusion_scorers(fusion) if s not in scorers]
+            if missing:
+                raise GensarError(f"hybrid {behavior}: the fusion needs scorer(s) {', '.join(missing)}, "
+                                  "which are not available")
         self.cfg = cfg
         self.generative = generative
         self.scorers = scorers
@@ -91,13 +115,22 @@ class HybridRanker:
         """The same retrievers with other fusion weights (e.g. the sampled protocol's)."""
         return HybridRanker(self.cfg, self.generative, self.scorers, fusions, self.titles)
 
+    def scorer_names(self, behavior: str) -> tuple[str, ...]:
+        """The scorers a request of ``behavior`` runs: the fitted fusion's, else the config's."""
+        fusion = self.fusions.get(behavior)
+        return fusion_scorers(fusion) if fusion is not None else self.cfg.scorers(behavior)
+
+    def depth(self, behavior: str) -> int:
+        fusion = self.fusions.get(behavior)
+        return fusion.depth if fusion is not None and fusion.depth > 0 else self.cfg.depth
+
     def feature_names(self, behavior: str) -> tuple[str, ...]:
-        return feature_names(self.cfg.scorers(behavior))
+        return feature_names(self.scorer_names(behavior))
 
     def candidates(self, behavior: str, requests: Sequence[Request], inputs: torch.Tensor,
                    given: np.ndarray | None = None) -> Candidates:
         """Candidates and features of a batch; ``given`` [B, C] fixes the candidates (-1 pads)."""
-        names = self.cfg.scorers(behavior)
+        names = self.scorer_names(behavior)
         known = None
         if given is None:
             # The retrievers (a MiniLM query encoding, BM25, SASRec) run beside the beam: on two cores
@@ -105,14 +138,18 @@ class HybridRanker:
             pending = self._pool.submit(self._catalog_scores, names, requests)
             known = self.generative.propose(behavior, inputs, self.cfg.beam_size)
             catalog = pending.result()
-            proposals = [known.items]
-            proposals += [top_rows(catalog[name], self.cfg.depth) for name in self.cfg.proposers(behavior)]
+            proposers = [n for n in names if n not in self.cfg.feature_only]
+            sources = (BEAM, *proposers)
+            proposals = [known.items] + [top_rows(catalog[n], self.depth(behavior)) for n in proposers]
             if behavior == "search":
+                sources += (TITLE,)
                 proposals.append(self._title_rows(requests))
             items = union_candidates(proposals)
+            ranks = source_ranks(proposals, items)
         else:
             catalog = self._catalog_scores(names, requests)
             items = np.asarray(given, dtype=np.int64)
+            sources, ranks = (), np.zeros(items.shape + (0,), dtype=np.int32)
         cols = [self.generative.score(behavior, inputs, items, self.cfg.candidate_chunk, known)]
         cols += [gather(normalizer(name)(catalog[name]), items) for name in names]
         cols.append(seen_feature([r.history for r in requests], items))
@@ -122,7 +159,7 @@ class HybridRanker:
         if behavior == "search" and self.by_title:
             exact = self._title_rows(requests)  # [B, T]
             pinned = (items[:, :, None] == exact[:, None, :]).any(axis=2) & (items >= 0)
-        return Candidates(items=items, features=feats, pinned=pinned)
+        return Candidates(items=items, features=feats, pinned=pinned, source_ranks=ranks, sources=sources)
 
     def _catalog_scores(self, names: Sequence[str], requests: Sequence[Request]) -> dict[str, np.ndarray]:
         """Each scorer's scores of the whole catalog, [B, N] per name."""
@@ -142,9 +179,6 @@ class HybridRanker:
         fusion = self.fusions.get(behavior)
         if fusion is None:
             raise GensarError(f"hybrid {behavior}: no fitted fusion (run the pipeline's hybrid stage)")
-        if fusion.features != self.feature_names(behavior):
-            raise GensarError(f"hybrid {behavior}: the fusion was fitted on features {fusion.features}, "
-                              f"the config gives {self.feature_names(behavior)}")
         return fusion.score(cands.features, cands.valid) + np.where(cands.pinned, PIN_BONUS, 0.0)
 
     def rank(self, behavior: str, cands: Candidates, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@ RUN_DIR/hybrid/
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -36,7 +37,9 @@ from gensar.hybrid.evaluate import (
     protocol_metrics,
     ranks,
 )
+from gensar.hybrid.features import feature_names
 from gensar.hybrid.fusion import LinearFusion
+from gensar.hybrid.plan import PlanChoice, choose_plan
 from gensar.hybrid.generative import GenerativeScorer
 from gensar.hybrid.ranker import HybridRanker
 from gensar.io import atomic_dir, atomic_write_json, atomic_write_text
@@ -126,8 +129,8 @@ def fit_hybrid(run_dir: str | Path, cfg: HybridConfig, sasrec_cfg: SASRecConfig,
                                 max_examples, progress, subset=cfg.fit_examples)
                 if valid is None:
                     continue
-                names = ranker.feature_names(behavior)
-                fusion, report[protocol][behavior] = _fit_and_select(names, valid, cfg, protocol)
+                choice = choose_plan(valid, ranker.feature_names(behavior), cfg, behavior, protocol)
+                fusion, report[protocol][behavior] = _fit_and_select(choice, cfg, protocol)
                 fusions[protocol][behavior] = fusion.to_json()
         atomic_write_json(tmp / FUSION_FILE, fusions)
         atomic_write_json(tmp / "fit_report.json", report | {"seconds": round(time.perf_counter() - start, 1)})
@@ -144,20 +147,23 @@ def skip_hybrid(run_dir: str | Path, cfg: HybridConfig) -> None:
 SELECT_BY = "ndcg@10"  # the valid metric that decides between the fusion and a part alone
 
 
-def _fit_and_select(names, valid: Collected, cfg: HybridConfig, protocol) -> tuple[LinearFusion, dict]:
-    """The fusion, unless one part alone ranks the valid split better (cross-validated ``SELECT_BY``):
-    then that part alone, so the served ranker is never below its best part on valid. The fusion's
-    objective is likelihood, not a ranking metric, and a small valid split makes its weights noisy."""
+def _fit_and_select(choice: PlanChoice, cfg: HybridConfig, protocol) -> tuple[LinearFusion, dict]:
+    """The fusion over the chosen plan's candidates, unless one part alone ranks the valid split better
+    (cross-validated ``SELECT_BY``): then that part alone, so the served ranker is never below its
+    best part on valid. The fusion's objective is likelihood, not a ranking metric, and a small valid
+    split makes its weights noisy."""
+    valid, names = choice.collected, feature_names(choice.plan.scorers)
     found = valid.target_col >= 0
     parts = {name: protocol_metrics(feature_ranks(valid, col), protocol) for col, name in enumerate(names)}
     cv = protocol_metrics(cross_validated_ranks(names, valid, cfg.l2, cfg.folds), protocol)
-    fusion = fit(names, valid, cfg.l2)
+    fusion = dataclasses.replace(fit(names, valid, cfg.l2), depth=choice.plan.depth)
     best = max(parts, key=lambda n: parts[n][SELECT_BY])
     selected = "fusion"
     if parts[best][SELECT_BY] > cv[SELECT_BY]:
         fusion = single_feature(fusion, names.index(best))
         selected = best
-    report = {"selected": selected, "weights": dict(zip(names, fusion.weights, strict=True)),
+    report = {"selected": selected, "plan": choice.plan.label, "plans_cv_ndcg@10": choice.ndcg,
+              "weights": dict(zip(names, fusion.weights, strict=True)),
               "n": int(len(found)), "target_in_candidates": float(found.mean()),
               "mean_candidates": float(valid.cands.valid.sum(axis=1).mean()),
               "fused_cv": cv if selected == "fusion" else parts[best], "fusion_cv": cv, "parts": parts}
@@ -165,10 +171,8 @@ def _fit_and_select(names, valid: Collected, cfg: HybridConfig, protocol) -> tup
 
 
 def single_feature(fusion: LinearFusion, column: int) -> LinearFusion:
-    """A fusion that ranks by one feature alone (same features, weight 1 on ``column``)."""
-    weights = tuple(1.0 if i == column else 0.0 for i in range(len(fusion.features)))
-    return LinearFusion(features=fusion.features, mean=fusion.mean, std=fusion.std, weights=weights,
-                        fitted_on=fusion.fitted_on)
+    """A fusion that ranks by one feature alone (same features and depth, weight 1 on ``column``)."""
+    return dataclasses.replace(fusion, weights=tuple(1.0 if i == column else 0.0 for i in range(len(fusion.features))))
 
 
 def evaluate_hybrid(run_dir: str | Path, cfg: HybridConfig, split: str, max_examples: int = 0,
