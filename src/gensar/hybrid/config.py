@@ -24,9 +24,11 @@ class HybridConfig:
     feature_only: tuple[str, ...] = ("popularity",)
     # What the fit may serve with less, where the valid split shows no loss (``gensar.hybrid.plan``):
     # scorers it may leave out (dense retrieval's query encoding costs more than the whole beam on
-    # a CPU), and shallower proposal depths than ``depth`` (fewer candidates to score exactly).
+    # a CPU), and shallower proposal depths than ``depth`` (fewer candidates to score exactly). None
+    # below 20 by default: the fused top 20 then always can hold each proposer's own top 20, so
+    # Recall@20 never falls below a part's for want of candidates.
     prunable: tuple[str, ...] = ("dense",)
-    fit_depths: tuple[int, ...] = (10, 20)
+    fit_depths: tuple[int, ...] = (20,)
     l2: float = 1e-2  # ridge penalty of the fusion weights (features are standardized)
     folds: int = 2  # cross-validation folds over the valid split for the reported valid figures
     # Valid examples per behavior the fusion is fitted on (evenly spaced; 0 = all): a handful of
