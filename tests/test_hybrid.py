@@ -61,9 +61,9 @@ def test_the_served_ranker_runs_the_scorers_and_depth_the_fit_chose(run, engine)
         assert r["plan"] in r["plans_cv_ndcg@10"]
         # the chosen plan is within one standard error of the best, so never far below it
         assert r["plans_cv_ndcg@10"][r["plan"]] >= max(r["plans_cv_ndcg@10"].values()) - 0.1
-        scorers, depth = r["plan"].rsplit("@", 1)
-        assert engine.ranker.depth(behavior) == fusion["depth"] == int(depth)
-        assert "+".join(engine.ranker.scorer_names(behavior)) == scorers
+        assert r["plan"] == (f"beam{engine.ranker.beam_size(behavior)}+"
+                             f"{'+'.join(engine.ranker.scorer_names(behavior))}@{engine.ranker.depth(behavior)}")
+        assert (engine.ranker.depth(behavior), engine.ranker.beam_size(behavior)) == (fusion["depth"], fusion["beam"])
         assert tuple(fusion["features"]) == engine.ranker.feature_names(behavior)
 
 

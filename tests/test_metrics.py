@@ -140,3 +140,17 @@ def test_constant_scorer_gets_chance_level_when_tie_aware():
 
     better, ties = tied_ranks(np.zeros((4, 100)), np.zeros(4, dtype=np.int64))
     assert expected_hit_rate(better, ties, 10) == pytest.approx(0.10)
+
+
+def test_per_example_expectations_average_to_the_summaries():
+    from gensar.metrics import expected_hit_rate, expected_hit_rate_each, expected_ndcg, expected_ndcg_each
+
+    better, ties = np.array([0.0, 9.0, 3.0, np.inf]), np.array([0.0, 1.0, 0.0, 0.0])
+    hits = expected_hit_rate_each(better, ties, 10)
+    # rank 1; ranks 10-11 tied (half a hit); rank 4; not retrieved
+    assert hits.tolist() == [1.0, 0.5, 1.0, 0.0]
+    assert expected_hit_rate(better, ties, 10) == hits.mean()
+    ndcg = expected_ndcg_each(better, ties, 10)
+    assert ndcg[0] == 1.0 and ndcg[2] == pytest.approx(1 / np.log2(5)) and ndcg[3] == 0.0
+    assert ndcg[1] == pytest.approx(0.5 / np.log2(11))
+    assert expected_ndcg(better, ties, 10) == pytest.approx(ndcg.mean())

@@ -39,7 +39,7 @@ from gensar.errors import GensarError
 __all__ = [
     "FULL_KS", "FULL_METRIC_KEYS", "HR_KS", "METRIC_KEYS", "NDCG_KS", "MetricKey", "hit_rate_at_k", "ndcg_at_k",
     "rank_from_retrieved", "rank_of_target", "recall_at_k", "summarize", "tied_ranks", "expected_hit_rate", "expected_ndcg",
-    "expected_ndcg_each",
+    "expected_hit_rate_each", "expected_ndcg_each",
     "summarize_tied", "full_ranking_tied",
 ]
 
@@ -100,8 +100,13 @@ def tied_ranks(scores: np.ndarray, target_index: np.ndarray) -> tuple[np.ndarray
 
 def expected_hit_rate(better: np.ndarray, ties: np.ndarray, k: int) -> float:
     """Mean E[HR@k] under a random order of tied items (see the module doc)."""
+    return float(expected_hit_rate_each(better, ties, k).mean())
+
+
+def expected_hit_rate_each(better: np.ndarray, ties: np.ndarray, k: int) -> np.ndarray:
+    """[B] E[HR@k] of each example (what ``expected_hit_rate`` averages)."""
     g, e = _tied(better, ties, k)
-    return float((np.clip(k - g, 0.0, e + 1.0) / (e + 1.0)).mean())
+    return np.clip(k - g, 0.0, e + 1.0) / (e + 1.0)
 
 
 def expected_ndcg(better: np.ndarray, ties: np.ndarray, k: int) -> float:

@@ -29,6 +29,10 @@ class HybridConfig:
     # Recall@20 never falls below a part's for want of candidates.
     prunable: tuple[str, ...] = ("dense",)
     fit_depths: tuple[int, ...] = (20,)
+    # Narrower generative beams the fit also runs on valid (its candidates' exact scores do not
+    # depend on the beam), so a plan may propose with fewer beams where that loses nothing. Depths
+    # and widths at or above ``depth`` / ``beam_size`` are ignored.
+    fit_beam_sizes: tuple[int, ...] = (10,)
     l2: float = 1e-2  # ridge penalty of the fusion weights (features are standardized)
     folds: int = 2  # cross-validation folds over the valid split for the reported valid figures
     # Valid examples per behavior the fusion is fitted on (evenly spaced; 0 = all): a handful of
@@ -40,8 +44,9 @@ class HybridConfig:
     def validate(self) -> None:
         require(self.beam_size >= 1, "hybrid.beam_size", "must be >= 1")
         require(self.depth >= 1, "hybrid.depth", "must be >= 1")
-        for d in self.fit_depths:
-            require(1 <= d <= self.depth, "hybrid.fit_depths", f"{d} is not in 1..hybrid.depth ({self.depth})")
+        # values at or above depth / beam_size are allowed and add nothing (a smaller config stays valid)
+        require(all(d >= 1 for d in self.fit_depths), "hybrid.fit_depths", "must be >= 1")
+        require(all(b >= 1 for b in self.fit_beam_sizes), "hybrid.fit_beam_sizes", "must be >= 1")
         for key in ("rec_scorers", "search_scorers", "feature_only", "prunable"):
             for name in getattr(self, key):
                 require(name in KNOWN_SCORERS, f"hybrid.{key}", f"unknown scorer '{name}' (known: "

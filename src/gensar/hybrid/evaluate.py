@@ -54,8 +54,9 @@ def spread(examples, n: int):
 
 def collect(ranker: HybridRanker, encoder: SampleEncoder, pad_id: int, data: PreparedData, split: str,
             behavior: str, protocol: HybridProtocol, max_examples: int = 0,
-            progress: bool = False, subset: int = 0) -> Collected | None:
-    """Candidates of the examples of a split (the first ``max_examples``, then ``subset`` of them spread)."""
+            progress: bool = False, subset: int = 0, extra_beams: Sequence[int] = ()) -> Collected | None:
+    """Candidates of the examples of a split (the first ``max_examples``, then ``subset`` of them
+    spread); ``extra_beams`` as ``HybridRanker.candidates``."""
     examples = spread(eval_examples(data, split, behavior, max_examples or None), subset)
     if examples.empty:
         return None
@@ -69,7 +70,7 @@ def collect(ranker: HybridRanker, encoder: SampleEncoder, pad_id: int, data: Pre
     for lo in range(0, len(samples), step):
         inputs = pad_batch([encoder.input(s) for s in samples[lo : lo + step]], pad_id)
         parts.append(ranker.candidates(behavior, requests[lo : lo + step], inputs,
-                                       None if given is None else given[lo : lo + step]))
+                                       None if given is None else given[lo : lo + step], extra_beams))
         bar.update(len(inputs))
     bar.close()
     cands = _concat(parts)

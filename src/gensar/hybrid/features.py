@@ -31,6 +31,11 @@ def feature_names(scorers: Sequence[str]) -> tuple[str, ...]:
     return (GENERATIVE, *scorers, SEEN)
 
 
+def beam_source(width: int) -> str:
+    """The source name of a narrower beam's proposals, collected beside the full beam for a fit."""
+    return f"{BEAM}@{width}"
+
+
 def fusion_scorers(fusion) -> tuple[str, ...]:
     """The scorers whose features a fusion (``LinearFusion``) was fitted on."""
     return tuple(f for f in fusion.features if f not in (GENERATIVE, SEEN))

@@ -33,6 +33,7 @@ class LinearFusion:
     # How deep each proposing scorer proposed in the candidates it was fitted and chosen on; what
     # serving uses (0: the config's ``hybrid.depth``, as fusions written before the choice existed).
     depth: int = 0
+    beam: int = 0  # the generative beam width likewise (0: the config's ``hybrid.beam_size``)
 
     def score(self, x: np.ndarray, valid: np.ndarray) -> np.ndarray:
         """Fused scores [B, C] of features ``x`` [B, C, F]; -inf where ``valid`` [B, C] is False."""
@@ -44,14 +45,16 @@ class LinearFusion:
 
     def to_json(self) -> dict:
         return {"features": list(self.features), "mean": list(self.mean), "std": list(self.std),
-                "weights": list(self.weights), "fitted_on": self.fitted_on, "depth": self.depth}
+                "weights": list(self.weights), "fitted_on": self.fitted_on, "depth": self.depth,
+                "beam": self.beam}
 
     @classmethod
     def from_json(cls, obj: dict, where: str = "fusion") -> LinearFusion:
         try:
             fusion = cls(features=tuple(obj["features"]), mean=tuple(map(float, obj["mean"])),
                          std=tuple(map(float, obj["std"])), weights=tuple(map(float, obj["weights"])),
-                         fitted_on=int(obj.get("fitted_on", 0)), depth=int(obj.get("depth", 0)))
+                         fitted_on=int(obj.get("fitted_on", 0)), depth=int(obj.get("depth", 0)),
+                         beam=int(obj.get("beam", 0)))
         except (KeyError, TypeError, ValueError) as err:
             raise GensarError(f"{where}: not a fusion model ({err})") from None
         n = len(fusion.features)

@@ -3,14 +3,17 @@
 Each scorer and each proposal costs latency: dense retrieval encodes the query with a transformer
 (on a CPU, more than the whole beam), and every proposed candidate is scored exactly by the
 generative model. The fit collects the valid candidates once, with every configured scorer at the
-full ``depth``; a smaller plan (a ``prunable`` scorer left out, proposals cut to one of
-``fit_depths``) is the same collection with those columns and candidates removed, so each plan is
-measured without running the model again.
+full ``depth``, and with the narrower beams of ``fit_beam_sizes`` beside the full beam; a smaller
+plan (a ``prunable`` scorer left out, proposals cut to one of ``fit_depths``, a narrower beam) is the
+same collection with those columns and candidates removed. Every candidate's features are the same
+under every plan (the generative score is exact, not the beam's), so each plan is measured without
+running the model again.
 
 The choice is the one-standard-error rule (Breiman et al. 1984; Hastie et al., "Elements of
-Statistical Learning" 7.10): the cheapest plan whose cross-validated valid NDCG@10 lies within one
-standard error of the best plan's (the error of the paired per-example difference). A plan is
-never taken for being cheaper when valid says it ranks worse than that noise.
+Statistical Learning" 7.10), on two cutoffs: the cheapest plan whose cross-validated valid NDCG@10
+and Recall@20 (HR@10 with given candidates) both lie within one standard error of the best plan's
+for that metric (the error of the paired per-example difference). A plan is never taken for being
+cheaper when valid says it ranks worse than that noise at the top or deeper in the list.
 """
 
 from __future__ import annotations
@@ -21,26 +24,29 @@ from itertools import combinations
 
 import numpy as np
 
+from gensar.errors import GensarError
 from gensar.hybrid.config import HybridConfig
-from gensar.hybrid.evaluate import Collected, HybridProtocol, Ranks, cross_validated_ranks
-from gensar.hybrid.features import BEAM, TITLE, feature_names
+from gensar.hybrid.evaluate import Collected, HybridProtocol, cross_validated_ranks
+from gensar.hybrid.features import BEAM, TITLE, beam_source, feature_names
 from gensar.hybrid.fusion import target_columns
 from gensar.hybrid.ranker import Candidates
-from gensar.metrics import expected_ndcg_each
+from gensar.metrics import expected_hit_rate_each, expected_ndcg_each
 
-__all__ = ["Plan", "PlanChoice", "candidate_plans", "choose_plan", "restrict"]
+__all__ = ["Plan", "PlanChoice", "candidate_plans", "choose_plan", "narrower_beams", "restrict"]
 
-PLAN_METRIC_K = 10  # NDCG@10, the metric the fit selects by (``gensar.hybrid.stage.SELECT_BY``)
+PLAN_NDCG_K = 10  # NDCG@10, the metric the fit selects by (``gensar.hybrid.stage.SELECT_BY``) ...
+PLAN_HIT_K = {"full": 20, "sampled": 10}  # ... and the deepest reported hit cutoff of each protocol
 
 
 @dataclass(frozen=True)
 class Plan:
     scorers: tuple[str, ...]
     depth: int
+    beam: int
 
     @property
     def label(self) -> str:
-        return f"{'+'.join(self.scorers) or 'generative'}@{self.depth}"
+        return f"beam{self.beam}+{'+'.join(self.scorers)}@{self.depth}"
 
 
 @dataclass(frozen=True)
@@ -48,35 +54,50 @@ class PlanChoice:
     plan: Plan
     collected: Collected  # the valid candidates as the plan would have them
     ndcg: dict[str, float]  # cross-validated valid NDCG@10 of every plan tried, by label
+    hits: dict[str, float]  # and its Recall@20 (HR@10 with given candidates)
 
 
 def candidate_plans(cfg: HybridConfig, behavior: str, protocol: HybridProtocol) -> list[Plan]:
     """Every plan the fit may choose for ``behavior``, cheapest first (fewest prunable scorers, then
-    the shallowest depth). With given candidates (the sampled protocol) depth changes nothing."""
+    the narrowest beam, then the shallowest depth). With given candidates (the sampled protocol)
+    beam and depth change nothing."""
     scorers = cfg.scorers(behavior)
     prunable = [s for s in scorers if s in cfg.prunable]
-    depths = sorted({*cfg.fit_depths, cfg.depth}) if protocol == "full" else [cfg.depth]
+    full = protocol == "full"
+    depths = sorted({*(d for d in cfg.fit_depths if d < cfg.depth), cfg.depth}) if full else [cfg.depth]
+    beams = sorted({*narrower_beams(cfg), cfg.beam_size}) if full else [cfg.beam_size]
     out: list[Plan] = []
     for kept in range(len(prunable) + 1):
         for keep in combinations(prunable, kept):
             dropped = set(prunable) - set(keep)
-            out += [Plan(tuple(s for s in scorers if s not in dropped), d) for d in depths]
+            chosen = tuple(s for s in scorers if s not in dropped)
+            out += [Plan(chosen, d, b) for b in beams for d in depths]
     return out
+
+
+def narrower_beams(cfg: HybridConfig) -> list[int]:
+    """The beam widths a fit collects beside the full beam."""
+    return sorted(w for w in set(cfg.fit_beam_sizes) if w < cfg.beam_size)
 
 
 def restrict(valid: Collected, names: Sequence[str], plan: Plan, cfg: HybridConfig) -> tuple[tuple[str, ...], Collected]:
     """(feature names, candidates) of ``valid`` (collected with every scorer of ``names`` at the full
     depth) as ``plan`` would have produced them: the dropped scorers' features gone, and proposed
-    candidates kept only where the beam, an exact title or a kept scorer within ``plan.depth`` had them."""
+    candidates kept only where the plan's beam, an exact title or a kept scorer within ``plan.depth``
+    had them."""
     c = valid.cands
     kept_names = feature_names(plan.scorers)
     cols = [list(names).index(n) for n in kept_names]
     items = c.items
     if c.sources:
+        beam = BEAM if plan.beam == cfg.beam_size else beam_source(plan.beam)
+        if beam not in c.sources:
+            raise GensarError(f"hybrid plan {plan.label}: the candidates were collected without a "
+                              f"{plan.beam}-wide beam (sources: {', '.join(c.sources)})")
+        whole = (beam, TITLE)  # sources kept whole: the plan's beam, exact-title matches
         allowed = [i for i, s in enumerate(c.sources)
-                   if s in (BEAM, TITLE) or (s in plan.scorers and s not in cfg.feature_only)]
-        limit = np.array([np.iinfo(np.int32).max if c.sources[i] in (BEAM, TITLE) else plan.depth
-                          for i in allowed])
+                   if s in whole or (s in plan.scorers and s not in cfg.feature_only)]
+        limit = np.array([np.iinfo(np.int32).max if c.sources[i] in whole else plan.depth for i in allowed])
         r = c.source_ranks[..., allowed]
         keep = ((r >= 0) & (r < limit)).any(axis=2)
         items = np.where(keep, c.items, -1)
@@ -92,19 +113,18 @@ def restrict(valid: Collected, names: Sequence[str], plan: Plan, cfg: HybridConf
 def choose_plan(valid: Collected, names: Sequence[str], cfg: HybridConfig, behavior: str,
                 protocol: HybridProtocol) -> PlanChoice:
     """The plan the one-standard-error rule picks (see the module doc), with its restricted candidates."""
-    tried: list[tuple[Plan, Collected, np.ndarray]] = []
+    tried: list[tuple[Plan, Collected, np.ndarray, np.ndarray]] = []
     for plan in candidate_plans(cfg, behavior, protocol):
         plan_names, restricted = restrict(valid, names, plan, cfg)
-        r = cross_validated_ranks(plan_names, restricted, cfg.l2, cfg.folds)
-        tried.append((plan, restricted, _ndcg_each(r)))
-    best = max(tried, key=lambda t: t[2].mean())[2]
-    chosen = next(t for t in tried if t[2].mean() >= best.mean() - _paired_se(best, t[2]))
+        better, ties = cross_validated_ranks(plan_names, restricted, cfg.l2, cfg.folds)
+        tried.append((plan, restricted, expected_ndcg_each(better, ties, PLAN_NDCG_K),
+                      expected_hit_rate_each(better, ties, PLAN_HIT_K[protocol])))
+    bests = [max((t[m] for t in tried), key=np.mean) for m in (2, 3)]
+    chosen = next(t for t in tried if all(t[m].mean() >= best.mean() - _paired_se(best, t[m])
+                                           for m, best in zip((2, 3), bests, strict=True)))
     return PlanChoice(plan=chosen[0], collected=chosen[1],
-                      ndcg={p.label: float(e.mean()) for p, _, e in tried})
-
-
-def _ndcg_each(r: Ranks) -> np.ndarray:
-    return expected_ndcg_each(r[0], r[1], PLAN_METRIC_K)
+                      ndcg={t[0].label: float(t[2].mean()) for t in tried},
+                      hits={t[0].label: float(t[3].mean()) for t in tried})
 
 
 def _paired_se(a: np.ndarray, b: np.ndarray) -> float:

@@ -37,6 +37,7 @@ from gensar.hybrid.config import HybridConfig
 from gensar.hybrid.features import (
     BEAM,
     TITLE,
+    beam_source,
     feature_names,
     fusion_scorers,
     gather,
@@ -124,23 +125,30 @@ class HybridRanker:
         fusion = self.fusions.get(behavior)
         return fusion.depth if fusion is not None and fusion.depth > 0 else self.cfg.depth
 
+    def beam_size(self, behavior: str) -> int:
+        fusion = self.fusions.get(behavior)
+        return fusion.beam if fusion is not None and fusion.beam > 0 else self.cfg.beam_size
+
     def feature_names(self, behavior: str) -> tuple[str, ...]:
         return feature_names(self.scorer_names(behavior))
 
     def candidates(self, behavior: str, requests: Sequence[Request], inputs: torch.Tensor,
-                   given: np.ndarray | None = None) -> Candidates:
-        """Candidates and features of a batch; ``given`` [B, C] fixes the candidates (-1 pads)."""
+                   given: np.ndarray | None = None, extra_beams: Sequence[int] = ()) -> Candidates:
+        """Candidates and features of a batch; ``given`` [B, C] fixes the candidates (-1 pads).
+        ``extra_beams``: narrower beam widths whose proposals join too (sources ``beam@W``), so a fit
+        can measure them on the same candidates."""
         names = self.scorer_names(behavior)
         known = None
         if given is None:
             # The retrievers (a MiniLM query encoding, BM25, SASRec) run beside the beam: on two cores
             # a request waits for the slower of the two, not their sum.
             pending = self._pool.submit(self._catalog_scores, names, requests)
-            known = self.generative.propose(behavior, inputs, self.cfg.beam_size)
+            known = self.generative.propose(behavior, inputs, self.beam_size(behavior))
+            narrow = [self.generative.propose(behavior, inputs, w).items for w in extra_beams]
             catalog = pending.result()
             proposers = [n for n in names if n not in self.cfg.feature_only]
-            sources = (BEAM, *proposers)
-            proposals = [known.items] + [top_rows(catalog[n], self.depth(behavior)) for n in proposers]
+            sources = (BEAM, *(beam_source(w) for w in extra_beams), *proposers)
+            proposals = [known.items, *narrow] + [top_rows(catalog[n], self.depth(behavior)) for n in proposers]
             if behavior == "search":
                 sources += (TITLE,)
                 proposals.append(self._title_rows(requests))

@@ -39,7 +39,7 @@ from gensar.hybrid.evaluate import (
 )
 from gensar.hybrid.features import feature_names
 from gensar.hybrid.fusion import LinearFusion
-from gensar.hybrid.plan import PlanChoice, choose_plan
+from gensar.hybrid.plan import PlanChoice, choose_plan, narrower_beams
 from gensar.hybrid.generative import GenerativeScorer
 from gensar.hybrid.ranker import HybridRanker
 from gensar.io import atomic_dir, atomic_write_json, atomic_write_text
@@ -126,7 +126,8 @@ def fit_hybrid(run_dir: str | Path, cfg: HybridConfig, sasrec_cfg: SASRecConfig,
             fusions[protocol], report[protocol] = {}, {}
             for behavior in BEHAVIORS:
                 valid = collect(ranker, encoder, trained.pad_id, data, "valid", behavior, protocol,
-                                max_examples, progress, subset=cfg.fit_examples)
+                                max_examples, progress, subset=cfg.fit_examples,
+                                extra_beams=narrower_beams(cfg))
                 if valid is None:
                     continue
                 choice = choose_plan(valid, ranker.feature_names(behavior), cfg, behavior, protocol)
@@ -156,13 +157,14 @@ def _fit_and_select(choice: PlanChoice, cfg: HybridConfig, protocol) -> tuple[Li
     found = valid.target_col >= 0
     parts = {name: protocol_metrics(feature_ranks(valid, col), protocol) for col, name in enumerate(names)}
     cv = protocol_metrics(cross_validated_ranks(names, valid, cfg.l2, cfg.folds), protocol)
-    fusion = dataclasses.replace(fit(names, valid, cfg.l2), depth=choice.plan.depth)
+    fusion = dataclasses.replace(fit(names, valid, cfg.l2), depth=choice.plan.depth, beam=choice.plan.beam)
     best = max(parts, key=lambda n: parts[n][SELECT_BY])
     selected = "fusion"
     if parts[best][SELECT_BY] > cv[SELECT_BY]:
         fusion = single_feature(fusion, names.index(best))
         selected = best
     report = {"selected": selected, "plan": choice.plan.label, "plans_cv_ndcg@10": choice.ndcg,
+              "plans_cv_hits": choice.hits,
               "weights": dict(zip(names, fusion.weights, strict=True)),
               "n": int(len(found)), "target_in_candidates": float(found.mean()),
               "mean_candidates": float(valid.cands.valid.sum(axis=1).mean()),
