@@ -105,7 +105,7 @@ def train(
     """
     env = DistEnv.from_env()
     out, work = Path(out), checkpoint_dir(out)
-    data = PreparedData.load(data_dir)
+    data = PreparedData.load(data_dir).training_view()  # without cold items (gensar.data.cold)
     ids = IdMaps.load(ids_path)
     ids.require_items(data.items["item_id"].tolist(), ids_path)
     fingerprint = _fingerprint(data, ids)
