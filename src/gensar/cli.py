@@ -56,6 +56,9 @@ def _add_prepare(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--max-history", type=int, default=None, help="events kept in each example's history")
     p.add_argument("--kcore", type=int, default=None, help="k-core filter on users and items (0 = off)")
     p.add_argument("--num-negatives", type=int, default=None, help="negatives per evaluation candidate list")
+    p.add_argument("--cold-items", type=float, default=None, metavar="R",
+                   help="cold-start evaluation: a seeded fraction R of the items is new, its events out of "
+                        "training; the pipeline adds them after training (config key cold_items; default 0)")
     p.add_argument("--config", default=None, help="YAML with prepare options")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     _common_out(p)

@@ -7,6 +7,7 @@ how to fill any such dataclass. An unknown key, a wrong type or a failed ``valid
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
@@ -44,9 +45,38 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     return obj
 
 
+OMIT_AT_DEFAULT = "gensar_omit_at_default"  # field metadata key, see ``omitted_at_default``
+
+
+def omitted_at_default(default: Any) -> Any:
+    """A config field that ``to_dict`` leaves out while it holds ``default``.
+
+    For a key added after runs were written: their ``pipeline.yaml``, stage fingerprints and
+    manifests stay byte-identical until the key is set, and ``from_dict`` fills it back in.
+    """
+    return dataclasses.field(default=default, metadata={OMIT_AT_DEFAULT: True})
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
-    """Plain-dict form of a config dataclass (round-trips through ``from_dict``)."""
-    return dataclasses.asdict(obj)
+    """Plain-dict form of a config dataclass (round-trips through ``from_dict``); as
+    ``dataclasses.asdict``, without the ``omitted_at_default`` keys that hold their default."""
+    return _plain_value(obj)
+
+
+def _plain_value(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {}
+        for f in dataclasses.fields(value):
+            v = getattr(value, f.name)
+            if f.metadata.get(OMIT_AT_DEFAULT) and v == f.default:
+                continue
+            out[f.name] = _plain_value(v)
+        return out
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain_value(v) for v in value)
+    if isinstance(value, dict):
+        return {_plain_value(k): _plain_value(v) for k, v in value.items()}
+    return copy.deepcopy(value)
 
 
 def to_yaml(obj: Any) -> str:

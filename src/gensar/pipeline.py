@@ -4,6 +4,8 @@ RUN_DIR/
   data/          prepared data (``gensar prepare``)
   ids/           embeddings, RQ-VAE, item_ids.json (``gensar ids``)
   model/         the trained T5 + tokenizer (``gensar train``); model.ckpt/ while training
+  cold/          only with ``data.prepare.cold_items`` > 0: identifiers of the cold items, given after
+                 training as ``gensar add-items`` gives them (``gensar.ids.cold_items``)
   hybrid/        the hybrid ranker's retrievers and fusion, fitted on the valid split (``gensar.hybrid``)
   metrics.json   evaluation on the saved candidate lists and over the whole catalog: the hybrid
                  ranker at the top level (what ``serve`` answers), the generative model alone under
@@ -38,12 +40,14 @@ from gensar import locks
 from gensar.errors import OutputError
 from gensar.eval.config import EvalConfig
 from gensar.hybrid.config import HybridConfig
+from gensar.ids.cold_start import ColdStartConfig
 from gensar.ids.stage import IdsConfig
 from gensar.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from gensar.model.train_config import ModelRunConfig
 from gensar.ownership import MARKER, is_ours, refuse_output_over_input, write_marker
 
-STAGES = ("data", "ids", "model", "hybrid", "evaluate")
+STAGES = ("data", "ids", "model", "cold", "hybrid", "evaluate")
+COLD_START = ColdStartConfig()  # the cold stage's collaborative embedding: add-items' default (ridge)
 LOCK_NAME = ".gensar.lock"  # inside the run directory: one pipeline writes a run at a time
 
 
@@ -62,6 +66,12 @@ class PipelineConfig:
     model: ModelRunConfig = field(default_factory=ModelRunConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+def active_stages(cfg: PipelineConfig) -> tuple[str, ...]:
+    """The stages ``cfg`` runs: all but ``cold`` unless the data has cold items (so a run without
+    them keeps the stages, and the fingerprints, it always had)."""
+    return tuple(s for s in STAGES if s != "cold" or cfg.data.prepare.cold_items > 0)
 
 
 def builtin_config(name: str) -> Path:
@@ -129,7 +139,8 @@ def claim_run_dir(run: Path) -> bool:
             if created:
                 shutil.rmtree(run, ignore_errors=True)
             raise OutputError(f"{run}: cannot write: {err.strerror or err}") from None
-    for name in ("data", "ids", "model", "model.ckpt", "hybrid"):  # a killed run's half-written stages and files
+    # a killed run's half-written stages and files
+    for name in ("data", "ids", "model", "model.ckpt", "cold", "hybrid"):
         remove_stale_temporaries(run / name)
     for name in ("pipeline.yaml", "stages.json", "metrics.json", "model.started"):
         remove_stale_temporaries(run / name, files=True)
@@ -142,7 +153,10 @@ def _run_stages(cfg: PipelineConfig, run: Path, force: bool, donor: Path | None)
     done = _read_stages(run)
     upstream = ""
     timings = {}
-    for stage in STAGES:
+    stages = active_stages(cfg)
+    if "cold" not in stages and (run / "cold").is_dir() and is_ours(run / "cold"):
+        shutil.rmtree(run / "cold")  # an earlier run's cold stage: this data has no cold items
+    for stage in stages:
         fp = _fingerprint(stage, cfg, upstream)
         upstream = fp
         if not force and done.get(stage) == fp and _stage_output(run, stage).exists():
@@ -168,8 +182,8 @@ def _run_stages(cfg: PipelineConfig, run: Path, force: bool, donor: Path | None)
 
 def _stage_output(run: Path, stage: str) -> Path:
     return {"data": run / "data" / "manifest.json", "ids": run / "ids" / "item_ids.json",
-            "model": run / "model" / "config.json", "hybrid": run / "hybrid" / "config.yaml",
-            "evaluate": run / "metrics.json"}[stage]
+            "model": run / "model" / "config.json", "cold": run / "cold" / "item_ids.json",
+            "hybrid": run / "hybrid" / "config.yaml", "evaluate": run / "metrics.json"}[stage]
 
 
 def _mark_done(run: Path, done: dict[str, str], stage: str, fp: str) -> dict[str, str]:
@@ -186,7 +200,7 @@ def _copy_stage(donor: Path, run: Path, stage: str) -> None:
     if stage == "evaluate":
         atomic_write_text(run / src.name, src.read_text(encoding="utf-8"))
         return
-    name = src.parent.name  # data/, ids/, model/, hybrid/
+    name = src.parent.name  # data/, ids/, model/, cold/, hybrid/
     tmp = run / f".{name}.copy"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(donor / name, tmp)
@@ -224,6 +238,14 @@ def _run_stage(stage: str, cfg: PipelineConfig, run: Path, fp: str) -> None:
             print("[pipeline] model: config, data or IDs changed since the interrupted training; starting over")
         atomic_write_text(started, fp)
         train(run / "data", run / "ids", run / "model", cfg.model, resume=resume, overwrite=True)
+    elif stage == "cold":
+        from gensar.data.prepared import PreparedData
+        from gensar.ids.cold_items import COLD_DIR, build_cold_ids
+        from gensar.ids.item_ids import IdMaps
+
+        trained = IdMaps.load(run / "model" / "item_ids.json")  # the identifiers the model was trained with
+        build_cold_ids(PreparedData.load(run / "data"), run / "ids", trained, run / COLD_DIR, COLD_START,
+                       overwrite=True)
     elif stage == "hybrid":
         from gensar.hybrid.stage import fit_hybrid, skip_hybrid
 
@@ -257,7 +279,8 @@ def _evaluate(cfg: PipelineConfig, run: Path) -> dict:
 
 
 def _fingerprint(stage: str, cfg: PipelineConfig, upstream: str) -> str:
-    own = {"data": cfg.data, "ids": cfg.ids, "model": cfg.model, "hybrid": cfg.hybrid, "evaluate": cfg.eval}[stage]
+    own = {"data": cfg.data, "ids": cfg.ids, "model": cfg.model, "cold": COLD_START, "hybrid": cfg.hybrid,
+           "evaluate": cfg.eval}[stage]
     payload = {"stage": stage, "config": to_dict(own), "upstream": upstream}
     if stage == "hybrid":  # its SASRec retriever trains with the ID stage's SASRec settings
         payload["sasrec"] = to_dict(cfg.ids.sasrec)

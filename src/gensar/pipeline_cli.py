@@ -11,7 +11,8 @@ import time
 
 from gensar.config import load_config
 from gensar.errors import ConfigError
-from gensar.eval.table import format_comparison, format_metrics
+from gensar.eval.groups import GROUPS
+from gensar.eval.table import format_comparison, format_metrics, has_groups
 from gensar.pipeline import PipelineConfig, builtin_config, run_pipeline
 from gensar.report import write_report
 
@@ -21,9 +22,15 @@ def cli_pipeline(args: argparse.Namespace) -> int:
     metrics = run_pipeline(cfg, args.out, force=args.force, reuse=args.reuse)
     print(format_metrics(metrics))
     if metrics.get("baselines"):
-        print()
-        print(format_comparison(metrics, "test"))
+        print_comparisons(metrics)
     return 0
+
+
+def print_comparisons(metrics: dict, split: str = "test") -> None:
+    """Every method side by side on ``split``; with cold items, also on the cold and warm targets."""
+    for group in (None, *GROUPS) if has_groups(metrics, split) else (None,):
+        print()
+        print(format_comparison(metrics, split, group))
 
 
 def pipeline_config(config: list[str] | None, data: str | None, overrides: list[str]) -> PipelineConfig:
@@ -49,8 +56,7 @@ def cli_demo(args: argparse.Namespace) -> int:
     metrics = run_pipeline(cfg, args.out, force=args.force)
     print(f"\ngensar demo: synthetic world, run directory {args.out} ({time.perf_counter() - start:.0f} s)")
     print(format_metrics(metrics))
-    print()
-    print(format_comparison(metrics, "test"))
+    print_comparisons(metrics)
     return 0
 
 

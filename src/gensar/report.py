@@ -8,6 +8,11 @@ whole-catalog recall/ndcg@5/10/20 next to the sampled one.
 
 Runs on the same data whose configs are equal up to keys named ``seed`` are one method: the table
 shows their mean ± sample standard deviation, and the number of seeds.
+
+A run prepared with cold items (``gensar prepare --cold-items``) measured its cold and warm targets
+apart (``rec_cold``, ``search_warm``, ...): the report adds a table of those, and lists the
+baselines that run measured on the same examples (``metrics.json`` → ``baselines``) as rows of
+their own.
 """
 
 from __future__ import annotations
@@ -19,9 +24,14 @@ from pathlib import Path
 
 from gensar.config import from_dict, read_yaml, to_dict
 from gensar.errors import ConfigError, GensarError
+from gensar.eval.groups import GROUPS, group_key
+from gensar.eval.table import BASELINE_NAMES
 from gensar.io import atomic_dir
 from gensar.metrics import FULL_METRIC_KEYS as FULL_METRICS
 from gensar.metrics import METRIC_KEYS as METRICS
+
+
+TASKS = ("rec", "search", *(group_key(b, g) for b in ("rec", "search") for g in GROUPS))
 
 
 def read_run(path: str | Path) -> dict:
@@ -59,7 +69,16 @@ def read_runs(path: str | Path) -> list[dict]:
         metrics, full = _blocks(raw["generative"])
         rows.append(row | {"name": f"{row['name']} (generative)", "ranker": "generative", "metrics": metrics,
                            "full_ranking": full})
+    if _has_groups(row) and isinstance(raw.get("baselines"), dict):  # the same cold and warm examples
+        for name, block in raw["baselines"].items():
+            metrics, full = _blocks(block)
+            rows.append(row | {"name": f"{row['name']} ({BASELINE_NAMES.get(name, name)})", "ranker": name,
+                               "metrics": metrics, "full_ranking": full, "train_seconds": None})
     return rows
+
+
+def _has_groups(row: dict) -> bool:
+    return any(t in m for m in row["metrics"].values() for t in TASKS[2:])
 
 
 def _blocks(raw: dict) -> tuple[dict, dict]:
@@ -123,7 +142,7 @@ def group_runs(runs: list[dict]) -> list[dict]:
     rows = []
     for members in groups.values():
         first = members[0]
-        name = first["name"] if len(members) == 1 else re.sub(r"[-_](s|seed)\d+( \(generative\))?$", r"\2",
+        name = first["name"] if len(members) == 1 else re.sub(r"[-_](s|seed)\d+( \([^()]*\))?$", r"\2",
                                                               first["name"])
         metrics = _merged([m["metrics"] for m in members], METRICS)
         full = _merged([m.get("full_ranking", {}) for m in members], FULL_METRICS)
@@ -138,7 +157,7 @@ def _merged(per_run: list[dict], keys: tuple[str, ...]) -> dict:
     """``{split: {behavior: {key: mean/std}}}`` where every run has that split and behavior."""
     out: dict = {}
     for split in ("valid", "test"):
-        for behavior in ("rec", "search"):
+        for behavior in TASKS:
             blocks = [m.get(split, {}).get(behavior) for m in per_run]
             if any(b is None for b in blocks):
                 continue
@@ -192,6 +211,25 @@ def side_by_side_table(rows: list[dict], block: str = "metrics") -> str:
         cells = []
         for behavior, key, split in cols:
             m = row.get(block, {}).get(split, {}).get(behavior)
+            cells.append(_cell(m.get(key) if m else None))
+        lines.append(f"| {row['name']} | {row['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def groups_table(rows: list[dict], split: str, block: str = "metrics") -> str:
+    """The cold and warm targets of each method that measured them (``gensar prepare --cold-items``):
+    the headline metrics of each task, cold beside warm."""
+    keys = SIDE_BY_SIDE[block]
+    cols = [(b, k, g) for b in ("rec", "search") for k in keys for g in GROUPS]
+    head = "| method | seeds | " + " | ".join(f"{b} {k} {g}" for b, k, g in cols) + " |"
+    lines = [head, "|" + "---|" * (2 + len(cols))]
+    for row in rows:
+        per_split = row.get(block, {}).get(split, {})
+        if not any(group_key(b, g) in per_split for b, _, g in cols):
+            continue
+        cells = []
+        for behavior, key, group in cols:
+            m = per_split.get(group_key(behavior, group))
             cells.append(_cell(m.get(key) if m else None))
         lines.append(f"| {row['name']} | {row['seeds']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -262,6 +300,13 @@ def write_report(paths: list[str], out: str | Path, split: str = "test", overwri
                   "Saved candidates:", "", side_by_side_table(rows), ""]
         if any(row["full_ranking"] for row in rows):
             lines += ["Whole catalog:", "", side_by_side_table(rows, "full_ranking"), ""]
+        if any(_has_groups(row) for row in rows):
+            lines += ["## Cold and warm targets", "",
+                      (f"Split: **{split}**. Cold targets are items held out of training (`--cold-items`) "
+                       "and added after it; warm targets are the rest. Same examples for every method."),
+                      "", "Saved candidates:", "", groups_table(rows, split), ""]
+            if any(row["full_ranking"].get(split) for row in rows):
+                lines += ["Whole catalog:", "", groups_table(rows, split, "full_ranking"), ""]
         lines += ["![trade-off](tradeoff.png)", "", "## Runs", ""]
         for row in rows:
             paths_md = ", ".join(f"`{p}`" for p in row["runs"])

@@ -11,8 +11,10 @@ from gensar.baselines.scorer import (
     SASRecScorer,
     Scorer,
     build_scorer,
-    evaluate_scorer,
+    full_metrics,
     full_ranking_metrics,
+    sampled_metrics,
+    scorer_ranks,
 )
 from gensar.config import to_dict
 from gensar.data.prepared import PreparedData
@@ -24,6 +26,7 @@ from gensar.embed.sasrec_protocols import gensar_protocol, sasrec_protocol
 from gensar.embed.sasrec_train import train_sasrec
 from gensar.errors import GensarError
 from gensar.eval.candidates import candidate_matrix, eval_examples
+from gensar.eval.groups import grouped, target_groups
 
 
 def run_baseline(name: str, data: PreparedData, splits: tuple[str, ...] = ("valid", "test"),
@@ -54,16 +57,21 @@ def evaluate_splits(scorer: Scorer, data: PreparedData, splits: tuple[str, ...],
             if examples.empty:
                 continue
             cands = candidate_matrix(data, examples)
-            sampled, whole = evaluate_scorer(scorer, data, examples, cands, full_ranking)
-            result[split][behavior] = sampled
+            sampled, whole = scorer_ranks(scorer, data, examples, cands, full_ranking)
+            groups = target_groups(data, examples)  # cold and warm targets, with cold items
+            result[split] |= grouped(behavior, groups, lambda mask, r=sampled: sampled_metrics(r, mask))
             if whole is not None:
-                full[split][behavior] = whole
+                full[split] |= grouped(behavior, groups, lambda mask, r=whole: full_metrics(*r, mask))
     return full
 
 
 def run_sasrec(data: PreparedData, cfg: SASRecConfig, protocol: str, full_ranking: bool = False,
                progress: bool = True) -> tuple[TrainedSASRec, dict]:
-    """Train SASRec under ``protocol`` (``gensar`` or ``sasrec``) and measure it: (model, metrics.json)."""
+    """Train SASRec under ``protocol`` (``gensar`` or ``sasrec``) and measure it: (model, metrics.json).
+
+    With cold items (``gensar.data.cold``) it trains and is measured on the warm catalog alone
+    (``PreparedData.training_view``); ``gensar pipeline`` measures it on the cold targets too."""
+    data = data.training_view()
     n_items = len(data.items)
     if protocol == "sasrec":
         proto = sasrec_protocol(data, cfg.eval_negatives, cfg.seed)

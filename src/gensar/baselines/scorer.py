@@ -62,12 +62,15 @@ class Scorer(Protocol):
 def requests_for(data: PreparedData, examples: pd.DataFrame) -> list[Request]:
     """One request per example row: its query ("" for rec) and the items of every event of the
     user strictly earlier than the target event (both behaviors, all of them, as SASRec's
-    ``gensar`` protocol reads them; a scorer keeps as many of the newest as it uses)."""
+    ``gensar`` protocol reads them; a scorer keeps as many of the newest as it uses), except the
+    cold events, which no history holds (``gensar.data.cold``)."""
     index = data.item_index
     ev = data.events
     ev_user = ev["user_id"].to_numpy()
     ev_time = ev["timestamp"].to_numpy()
-    ev_items = [tuple(index[i] for i in items) for items in ev["items"]]
+    cold = data.cold_event_ids
+    ev_items = [() if e in cold else tuple(index[i] for i in items)
+                for e, items in zip(ev["event_id"].tolist(), ev["items"], strict=True)]
     # events are sorted by (user, timestamp): each user's events form one contiguous slice
     starts: dict[str, int] = {}
     for pos, user in enumerate(ev_user):
@@ -109,8 +112,10 @@ def _gather(full: np.ndarray, cands: np.ndarray) -> np.ndarray:
     return np.where(cands >= 0, np.take_along_axis(full, np.maximum(cands, 0), axis=1), -np.inf)
 
 
-def full_metrics(better: np.ndarray, ties: np.ndarray) -> dict[str, float]:
-    """recall@5/10/20, ndcg@5/10/20 (tie-aware) and n of whole-catalog ranks."""
+def full_metrics(better: np.ndarray, ties: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+    """recall@5/10/20, ndcg@5/10/20 (tie-aware) and n of whole-catalog ranks (the rows of ``mask``)."""
+    if mask is not None:
+        better, ties = better[mask], ties[mask]
     return full_ranking_tied(better, ties) | {"n": len(better)}
 
 
@@ -126,6 +131,18 @@ def evaluate_scorer(scorer: Scorer, data: PreparedData, examples: pd.DataFrame, 
                     full_ranking: bool, batch_size: int = BATCH_SIZE) -> tuple[dict | None, dict | None]:
     """(sampled metrics over ``candidates`` or None, full-ranking metrics or None), scoring each
     batch once for both."""
+    sampled, full = scorer_ranks(scorer, data, examples, candidates, full_ranking, batch_size)
+    return (None if sampled is None else sampled_metrics(sampled),
+            None if full is None else full_metrics(*full))
+
+
+Ranks = tuple[np.ndarray, np.ndarray]  # (better [n], ties [n]), as gensar.metrics.tied_ranks
+
+
+def scorer_ranks(scorer: Scorer, data: PreparedData, examples: pd.DataFrame, candidates: np.ndarray | None,
+                 full_ranking: bool, batch_size: int = BATCH_SIZE) -> tuple[Ranks | None, Ranks | None]:
+    """Tie-aware ranks of each example's target: (among ``candidates`` or None, among every item
+    or None), scoring each batch once for both."""
     requests = requests_for(data, examples)
     targets = example_targets(data, examples)
     gathered = None if candidates is None else np.full(candidates.shape, -np.inf)  # [n, C]
@@ -139,9 +156,14 @@ def evaluate_scorer(scorer: Scorer, data: PreparedData, examples: pd.DataFrame, 
             better[lo:hi], ties[lo:hi] = tied_ranks(full, targets[lo:hi])
     sampled = None
     if gathered is not None:
-        g, e = tied_ranks(gathered, np.zeros(len(gathered), dtype=np.int64))  # target = column 0
-        sampled = summarize_tied(g, e) | {"n": len(gathered)}
-    return sampled, (full_metrics(better, ties) if full_ranking else None)
+        sampled = tied_ranks(gathered, np.zeros(len(gathered), dtype=np.int64))  # target = column 0
+    return sampled, ((better, ties) if full_ranking else None)
+
+
+def sampled_metrics(ranks: Ranks, mask: np.ndarray | None = None) -> dict[str, float]:
+    """hr@1/5/10, ndcg@5/10 (tie-aware) and n of candidate-list ranks (the rows of ``mask``)."""
+    better, ties = ranks if mask is None else (ranks[0][mask], ranks[1][mask])
+    return summarize_tied(better, ties) | {"n": len(better)}
 
 
 # ---- construction ----------------------------------------------------------------------------
@@ -200,11 +222,17 @@ class SASRecScorer:
 
 
 def load_sasrec_scorer(model_dir: Path, data: PreparedData) -> SASRecScorer:
-    """The model saved by ``gensar sasrec DATA --out DIR`` (``DIR/model.pt``), checked against ``data``."""
+    """The model saved by ``gensar sasrec DATA --out DIR`` (``DIR/model.pt``), checked against ``data``.
+
+    With cold items (``gensar.data.cold``) SASRec was trained on the items before them: the cold
+    items are then scored as items added since (each row's lowest logit)."""
     path = Path(model_dir) / "model.pt"
     if not path.is_file():
         raise GensarError(f"{path}: missing (a `gensar sasrec --out DIR` directory holds it)")
     trained = load_sasrec(path)
-    if trained.model.n_items != len(data.items):
+    if trained.model.n_items not in (len(data.items), data.trained_items):
         raise GensarError(f"{path}: trained on {trained.model.n_items} items, the data has {len(data.items)}")
-    return SASRecScorer(trained.model)
+    scorer = SASRecScorer(trained.model)
+    if trained.model.n_items < len(data.items):
+        scorer.add_items(data, trained.model.n_items)
+    return scorer

@@ -66,6 +66,7 @@ def config_from_args(args: argparse.Namespace) -> PrepareConfig:
         "kcore": args.kcore,
         "num_negatives": args.num_negatives,
         "query_source": args.query_source,
+        "cold_items": args.cold_items,
     }
     cfg = dataclasses.replace(cfg, **{k: v for k, v in flags.items() if v is not None})
     cfg.validate()
@@ -105,6 +106,12 @@ def cli_prepare(args: argparse.Namespace) -> int:
         f"{c['search_sessions']} search sessions ({c['unique_queries']} distinct queries)\n"
         + "\n".join(f"  {s}: " + ", ".join(f"{ex[s][b]} {b}" for b in BEHAVIORS) for s in SPLITS)
     )
+    cold = data.manifest.get("cold_items")
+    if cold:
+        targets = cold["examples"]
+        per_split = (f"{s} " + "/".join(str(targets[s][b]) for b in BEHAVIORS) for s in ("valid", "test"))
+        print(f"  cold: {cold['items']} items, {cold['events']} events out of training; cold targets "
+              + ", ".join(per_split) + " (rec/search)")
     return 0
 
 

@@ -14,8 +14,9 @@ from typing import Literal
 import pandas as pd
 
 from gensar import __version__
-from gensar.config import require, require_seed, to_dict
+from gensar.config import omitted_at_default, require, require_seed, to_dict
 from gensar.data.candidates import BM25Config, build_candidates
+from gensar.data.cold import choose_cold_items, cold_event_mask, warm_first
 from gensar.data.kcore import kcore, log_counts
 from gensar.data.prepared import SPLITS, PreparedData
 from gensar.data.queries import apply_search_protocol, build_item_queries
@@ -45,6 +46,9 @@ class PrepareConfig:
     # semi-synthetic queries from the category path, a seeded subset of title words, or either per session
     query_source: Literal["category", "title", "mixed"] = "category"
     bm25: BM25Config = field(default_factory=BM25Config)
+    # Cold-start evaluation: a seeded fraction of items is new (never seen in training, given
+    # identifiers after it; see gensar.data.cold). 0 = off (and left out of manifests and fingerprints).
+    cold_items: float = omitted_at_default(0.0)
 
     def validate(self) -> None:
         # upper bounds: the CLI flags skip the config's 64-bit check, and numpy/pandas overflow
@@ -55,6 +59,8 @@ class PrepareConfig:
         require(1 <= self.num_negatives <= MAX_COUNT, "num_negatives", f"must be in 1..{MAX_COUNT}")
         require(self.min_events_per_behavior >= 2, "min_events_per_behavior", "must be >= 2 (valid + test)")
         require(self.query_max_words >= 1, "query_max_words", "must be >= 1")
+        require(0.0 <= self.cold_items < 1.0, "cold_items", f"must be in [0, 1) (a fraction of the items), "
+                f"got {self.cold_items}")
         self.bm25.validate()
 
 
@@ -84,7 +90,9 @@ def prepare(raw: RawDataset, cfg: PrepareConfig, progress: bool = False) -> Prep
     events = apply_search_protocol(core.events, query_of, protocol, cfg.search_ratio, cfg.seed,
                                    cfg.query_source, title_of, cfg.query_max_words)
 
-    examples = leave_one_out(events, cfg.max_history, cfg.min_events_per_behavior)
+    cold = choose_cold_items(items["item_id"].tolist(), cfg.cold_items, cfg.seed)
+    cold_events = cold_event_mask(events, cold)
+    examples = leave_one_out(events, cfg.max_history, cfg.min_events_per_behavior, cold_events)
     candidates, cand_stats = build_candidates(
         examples, events, items, cfg.num_negatives, cfg.seed, cfg.bm25, progress=progress
     )
@@ -116,5 +124,14 @@ def prepare(raw: RawDataset, cfg: PrepareConfig, progress: bool = False) -> Prep
         },
         "candidates": cand_stats.as_dict(),
     }
+    if cold:
+        manifest["cold_items"] = cold_summary(cold, cold_events, examples)
+        items = warm_first(items, cold)  # after the candidates: they are drawn as without cold items
     return PreparedData(manifest=manifest, items=items, events=events, examples=examples,
-                        candidates=candidates)
+                        candidates=candidates, cold_items=tuple(cold))
+
+
+def cold_summary(cold: list[str], cold_events, examples: pd.DataFrame) -> dict:
+    """The manifest's ``cold_items`` block: how many items, events and valid/test targets are cold."""
+    targets = examples[examples["target"].isin(set(cold)) & (examples["split"] != "train")]
+    return {"items": len(cold), "events": int(cold_events.sum()), "examples": count_examples(targets)}

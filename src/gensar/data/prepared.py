@@ -11,10 +11,13 @@ examples.parquet  example_id:int64, user_id:str, split:"train"|"valid"|"test",
                   at most max_history, all strictly earlier than the target event)
 candidates.parquet example_id:int64, candidates:list[str] (target first, then 99 negatives);
                   one row per valid/test example
+cold_items.json   only with ``--cold-items``: the cold items' ids, in items order (the last rows
+                  of items.parquet; ``gensar.data.cold``)
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -30,6 +33,7 @@ SCHEMA_VERSION = 1
 SPLITS = ("train", "valid", "test")
 EXAMPLE_COLUMNS = ("example_id", "user_id", "split", "behavior", "event_id", "query", "target", "history")
 _FILES = ("items", "events", "examples", "candidates")
+COLD_ITEMS_FILE = "cold_items.json"
 
 
 @dataclass
@@ -39,6 +43,8 @@ class PreparedData:
     events: pd.DataFrame
     examples: pd.DataFrame
     candidates: pd.DataFrame
+    # items no model trains on (``gensar prepare --cold-items``, ``gensar.data.cold``), in items order
+    cold_items: tuple[str, ...] = ()
 
     # ---- persistence -------------------------------------------------------------------
     @classmethod
@@ -55,7 +61,8 @@ class PreparedData:
             if not path.is_file():
                 raise GensarError(f"{path}: missing")
             tables[name] = pd.read_parquet(path)
-        data = cls(manifest=manifest, **tables)
+        cold = _read_cold_items(root / COLD_ITEMS_FILE, tables["items"])
+        data = cls(manifest=manifest, **tables, cold_items=cold)
         data.items["categories"] = [list(c) for c in data.items["categories"]]
         data.events["items"] = [list(c) for c in data.events["items"]]
         data.examples["history"] = [list(h) for h in data.examples["history"]]
@@ -68,6 +75,8 @@ class PreparedData:
         with atomic_dir(out, overwrite=overwrite, kind="prepare") as tmp:
             for name in _FILES:
                 getattr(self, name).to_parquet(tmp / f"{name}.parquet", index=False)
+            if self.cold_items:
+                (tmp / COLD_ITEMS_FILE).write_text(json.dumps(list(self.cold_items)) + "\n", encoding="utf-8")
             manifest = dict(self.manifest, schema_version=SCHEMA_VERSION)
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         return out
@@ -84,9 +93,47 @@ class PreparedData:
 
     @cached_property
     def held_out_event_ids(self) -> frozenset[int]:
-        """Events that are valid/test targets of either behavior: never fitted on by any model."""
+        """Events never fitted on by any model: valid/test targets of either behavior, and every
+        cold event (one that clicks a cold item)."""
         ex = self.examples
-        return frozenset(ex.loc[ex["split"] != "train", "event_id"].astype(int).tolist())
+        held = frozenset(ex.loc[ex["split"] != "train", "event_id"].astype(int).tolist())
+        return held | self.cold_event_ids
+
+    @cached_property
+    def cold_event_ids(self) -> frozenset[int]:
+        """Events that click a cold item: in no training sample and no history (``gensar.data.cold``)."""
+        if not self.cold_items:
+            return frozenset()
+        from gensar.data.cold import cold_event_mask
+
+        mask = cold_event_mask(self.events, self.cold_items)
+        return frozenset(self.events["event_id"].to_numpy()[mask].astype(int).tolist())
+
+    def training_view(self) -> PreparedData:
+        """What training may see (the data itself when nothing is cold): the catalog without the
+        cold items, the examples without the valid/test ones whose target is cold, and candidate
+        lists without cold items (for early stopping on valid). Events are all kept (event ids are
+        rows); the cold ones are in ``held_out_event_ids`` and in no history."""
+        if not self.cold_items:
+            return self
+        cold = set(self.cold_items)
+        items = self.items[~self.items["item_id"].isin(cold)].reset_index(drop=True)
+        ex = self.examples
+        examples = ex[(ex["split"] == "train") | ~ex["target"].isin(cold)].reset_index(drop=True)
+        kept = self.candidates[self.candidates["example_id"].isin(set(examples["example_id"].tolist()))]
+        candidates = pd.DataFrame({
+            "example_id": kept["example_id"].to_numpy(),
+            "candidates": [[c for c in cands if c not in cold] for cands in kept["candidates"]],
+        })
+        return dataclasses.replace(self, items=items, examples=examples, candidates=candidates)
+
+    @property
+    def trained_items(self) -> int:
+        """How many items training sees: the rows without the cold ones (in the whole data, the
+        rows before them)."""
+        if not self.cold_items:
+            return len(self.items)
+        return int((~self.items["item_id"].isin(set(self.cold_items))).sum())
 
     def split(self, split: str, behavior: str | None = None) -> pd.DataFrame:
         """Examples of one split (and optionally one behavior)."""
@@ -110,3 +157,20 @@ class PreparedData:
         for user, items in zip(self.events["user_id"], self.events["items"], strict=True):
             out.setdefault(user, set()).update(items)
         return out
+
+
+def _read_cold_items(path: Path, items: pd.DataFrame) -> tuple[str, ...]:
+    """``cold_items.json`` (absent: none), checked to name the last rows of ``items``."""
+    if not path.is_file():
+        return ()
+    try:
+        cold = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise GensarError(f"{path}: invalid JSON ({err.msg}, line {err.lineno})") from None
+    if not isinstance(cold, list) or not all(isinstance(i, str) for i in cold):
+        raise GensarError(f"{path}: expected a list of item ids")
+    tail = items["item_id"].tolist()[len(items) - len(cold):] if cold else []
+    if len(cold) >= len(items) or tail != cold:
+        raise GensarError(f"{path}: its {len(cold)} items are not the last rows of items.parquet; "
+                          "re-run `gensar prepare`")
+    return tuple(cold)

@@ -16,6 +16,10 @@ with the same timestamp never see each other, which keeps the search twin of a r
 every valid/test event of either behavior (a rec train example after the user's test search
 would otherwise see that search's query and item), so nothing held out is ever seen in training;
 valid/test histories keep all earlier events, as at serving time.
+
+*Cold events* (``cold``: the events that click a cold item, ``gensar.data.cold``) keep their
+leave-one-out positions, so the valid/test examples do not change; but no train example comes
+from one, and no history of any split contains one.
 """
 
 from __future__ import annotations
@@ -48,8 +52,11 @@ def history_bounds(events: pd.DataFrame, max_history: int) -> tuple[np.ndarray, 
     return lo, hi
 
 
-def leave_one_out(events: pd.DataFrame, max_history: int = 5, min_events: int = 3) -> pd.DataFrame:
-    """The examples table (columns ``EXAMPLE_COLUMNS``), ordered by event then click position."""
+def leave_one_out(events: pd.DataFrame, max_history: int = 5, min_events: int = 3,
+                  cold: np.ndarray | None = None) -> pd.DataFrame:
+    """The examples table (columns ``EXAMPLE_COLUMNS``), ordered by event then click position.
+
+    ``cold``: bool [n_events], the cold events (module doc); None = none."""
     if not (events["event_id"].to_numpy() == np.arange(len(events))).all():
         raise ValueError("events must be in canonical order (event_id = row number)")
     # Rank of each event from the end, within (user, behavior).
@@ -60,13 +67,16 @@ def leave_one_out(events: pd.DataFrame, max_history: int = 5, min_events: int = 
     split = np.full(len(events), "train", dtype=object)
     split[evaluated & (from_end == 1)] = "valid"
     split[evaluated & (from_end == 0)] = "test"
+    cold = np.zeros(len(events), dtype=bool) if cold is None else np.asarray(cold, dtype=bool)
     lo, hi = history_bounds(events, max_history)
-    histories = _histories(events, split, lo, hi, max_history)
+    histories = _histories(events, split, lo, hi, max_history, cold)
 
-    # One example per clicked item of train search sessions, else one per event (first item).
+    # One example per clicked item of train search sessions, else one per event (first item);
+    # none from a cold train event.
     is_search = (events["behavior"] == SEARCH).to_numpy()
     lengths = np.fromiter((len(its) for its in events["items"]), dtype=np.int64, count=len(events))
     per_event = np.where(is_search & (split == "train"), lengths, 1)
+    per_event = np.where(cold & (split == "train"), 0, per_event)
     rows = np.repeat(np.arange(len(events)), per_event)  # (n_examples,) event row of each example
     click = np.arange(len(rows)) - np.repeat(np.cumsum(per_event) - per_event, per_event)
     items = events["items"].to_numpy()
@@ -84,24 +94,30 @@ def leave_one_out(events: pd.DataFrame, max_history: int = 5, min_events: int = 
 
 
 def _histories(events: pd.DataFrame, split: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-               max_history: int) -> list[list[int]]:
-    """Per event row, its history's event ids; train rows skip the user's held-out events."""
+               max_history: int, cold: np.ndarray) -> list[list[int]]:
+    """Per event row, its history's event ids: train rows skip the user's held-out and cold events,
+    valid/test rows the cold ones."""
     held = split != "train"  # (n,)
+    hidden = {True: cold, False: held | cold}  # what a held-out / a train row's history skips
     user = events["user_id"].to_numpy()
-    first_held: dict[str, int] = {}
-    for row in np.flatnonzero(held).tolist():
-        first_held.setdefault(user[row], row)
+    first_hidden: dict[bool, dict[str, int]] = {}
+    for is_held, mask in hidden.items():
+        first: dict[str, int] = {}
+        for row in np.flatnonzero(mask).tolist():
+            first.setdefault(user[row], row)
+        first_hidden[is_held] = first
     out = []
     for row, (a, b) in enumerate(zip(lo.tolist(), hi.tolist(), strict=True)):
-        start = first_held.get(user[row])
-        if held[row] or start is None or start >= b:
+        skip = hidden[bool(held[row])]
+        start = first_hidden[bool(held[row])].get(user[row])
+        if start is None or start >= b:
             out.append(list(range(a, b)))
             continue
-        # Walk back from the target, skipping held-out events, until max_history are kept.
+        # Walk back from the target, skipping hidden events, until max_history are kept.
         kept: list[int] = []
         r = b - 1
         while r >= 0 and user[r] == user[row] and len(kept) < max_history:
-            if not held[r]:
+            if not skip[r]:
                 kept.append(r)
             r -= 1
         out.append(kept[::-1])

@@ -23,7 +23,7 @@ def compute_stats(data: PreparedData) -> dict:
     sizes = ex.groupby(["split", "behavior"]).size()
     n_users = int(ev["user_id"].nunique())
     n_search = int((behavior == SEARCH).sum())
-    return {
+    out = {
         "users": n_users,
         "items": len(data.items),
         "interactions": int(clicks.sum()),
@@ -37,6 +37,9 @@ def compute_stats(data: PreparedData) -> dict:
         "candidate_lists": len(data.candidates),
         "search_protocol": data.manifest.get("search_protocol"),
     }
+    if data.cold_items:  # gensar prepare --cold-items (gensar.data.cold)
+        out |= {"cold_items": len(data.cold_items), "cold_events": len(data.cold_event_ids)}
+    return out
 
 
 def format_stats(stats: dict) -> str:

@@ -8,8 +8,9 @@ order. Item indices here are 0-based rows of ``PreparedData.items``; the model's
 Two evaluation protocols:
 
 ``gensar``  the project's splits: train on events that are not valid/test targets (of either
-            behavior); score each rec valid/test example's prepared candidate list, the input
-            being every item of the user's events strictly before the target event.
+            behavior) or cold (``gensar.data.cold``); score each rec valid/test example's prepared
+            candidate list, the input being every item of the user's events strictly before the
+            target event, cold events left out.
 ``sasrec``  the public SASRec protocol (pmixer/SASRec.pytorch): leave-one-out on the whole
             unified sequence (last item = test, second-last = valid, train on the rest; users with
             fewer than 3 items train only); candidates = target + ``eval_negatives`` random items
@@ -94,6 +95,7 @@ def _gensar_eval_set(data: PreparedData, split: str) -> EvalSet:
     starts: dict[str, int] = {}
     for pos, user in enumerate(ev_user):
         starts.setdefault(user, pos)
+    cold = data.cold_event_ids
     histories, rows = [], []
     for ex in data.split(split, REC).itertuples(index=False):
         if ex.example_id not in cands:
@@ -103,7 +105,7 @@ def _gensar_eval_set(data: PreparedData, split: str) -> EvalSet:
         t = ev_time[target_pos]
         history: list[int] = []
         for pos in range(start, target_pos + 1):
-            if ev_time[pos] < t:
+            if ev_time[pos] < t and pos not in cold:
                 history.extend(index[i] for i in ev_items[pos])
         row = [index[i] for i in cands[ex.example_id]]
         if row[0] != index[ex.target]:
@@ -118,7 +120,7 @@ def _gensar_eval_set(data: PreparedData, split: str) -> EvalSet:
 
 
 def sasrec_protocol(data: PreparedData, negatives: int, seed: int) -> ProtocolData:
-    seqs = list(unified_sequences(data).values())
+    seqs = list(unified_sequences(data, data.cold_event_ids).values())
     return whole_sequence_split(seqs, len(data.items), negatives, seed)
 
 

@@ -7,6 +7,10 @@ instead scores all 100 candidates' identifiers exactly (no beam can miss the tar
 
 Full ranking (``--full-ranking``): beam search over the whole catalog's trie; recall@5/10/20 and
 ndcg@5/10/20 of the target among the top ``beam_size`` items.
+
+With cold items (``gensar prepare --cold-items``) the catalog holds them with the identifiers the
+cold stage gave them after training, and each behavior is also measured on its cold and warm
+targets (``rec_cold``, ``rec_warm``, ...; ``gensar.eval.groups``).
 """
 
 from __future__ import annotations
@@ -23,17 +27,19 @@ from gensar.data.schema import BEHAVIORS
 from gensar.decode.beam import constrained_beam_search
 from gensar.eval.candidates import candidate_matrix, eval_examples
 from gensar.eval.config import EvalConfig
+from gensar.eval.groups import grouped, target_groups
 from gensar.metrics import FULL_KS, ndcg_at_k, rank_from_retrieved, recall_at_k, summarize
 from gensar.ids.trie import IdTrie
 from gensar.model.scoring import pad_batch, rank_examples
 from gensar.model.samples import example_samples
-from gensar.model.trained import ID_KIND, TrainedModel
+from gensar.model.trained import ID_KIND, TrainedModel, load_run
 
 
 def evaluate_model(trained: TrainedModel, data: PreparedData, split: str, method: str = "beam",
                    beam_size: int = 30, batch_size: int = 32, max_examples: int = 0,
                    full_ranking: bool = False, progress: bool = True) -> dict[str, dict[str, float]]:
-    """``{"rec": {metric: value, "n": count}, "search": {...}}`` for one split."""
+    """``{"rec": {metric: value, "n": count}, "search": {...}}`` for one split (with cold items
+    also ``rec_cold``, ``rec_warm``, ``search_cold``, ``search_warm``)."""
     encoder = trained.encoder(data)
     item_ids = data.items["item_id"].tolist()
     out: dict[str, dict[str, float]] = {}
@@ -47,8 +53,7 @@ def evaluate_model(trained: TrainedModel, data: PreparedData, split: str, method
             targets = np.array([data.item_index[t] for t in examples["target"]], dtype=np.int64)
             ranks = _beam_ranks(trained, encoder, samples, behavior, item_ids, None,
                                 targets, beam_size, batch_size, progress)
-            metrics = {f"recall@{k}": recall_at_k(ranks, k) for k in FULL_KS}
-            metrics |= {f"ndcg@{k}": ndcg_at_k(ranks, k) for k in FULL_KS}
+            summary = _full_metrics
         else:
             cands = candidate_matrix(data, examples)  # [n, C], target first
             if method == "likelihood":
@@ -57,9 +62,21 @@ def evaluate_model(trained: TrainedModel, data: PreparedData, split: str, method
             else:
                 ranks = _beam_ranks(trained, encoder, samples, behavior, item_ids, cands,
                                     cands[:, 0], beam_size, batch_size, progress)
-            metrics = summarize(ranks)
-        out[behavior] = metrics | {"n": len(samples), "seconds": round(time.perf_counter() - start, 2)}
+            summary = summarize
+        seconds = round(time.perf_counter() - start, 2)
+
+        def metrics(mask: np.ndarray | None, ranks=ranks, summary=summary, seconds=seconds) -> dict:
+            if mask is None:
+                return summary(ranks) | {"n": len(ranks), "seconds": seconds}
+            return summary(ranks[mask]) | {"n": int(mask.sum())}
+
+        out |= grouped(behavior, target_groups(data, examples), metrics)
     return out
+
+
+def _full_metrics(ranks: np.ndarray) -> dict[str, float]:
+    metrics = {f"recall@{k}": recall_at_k(ranks, k) for k in FULL_KS}
+    return metrics | {f"ndcg@{k}": ndcg_at_k(ranks, k) for k in FULL_KS}
 
 
 def _beam_ranks(trained: TrainedModel, encoder, samples, behavior: str, item_ids: list[str],
@@ -97,9 +114,7 @@ def beam_retrieve(trained: TrainedModel, encoder, samples, behavior: str, item_i
 
 def evaluate_run(run_dir: str | Path, split: str, cfg: EvalConfig, full_ranking: bool = False) -> dict:
     """Evaluate ``RUN_DIR/model`` on ``RUN_DIR/data`` with ``cfg``'s method, beam and batch sizes."""
-    run = Path(run_dir)
-    data = PreparedData.load(run / "data")
-    trained = TrainedModel.load(run / "model")
+    data, trained = load_run(run_dir)
     with torch.inference_mode():
         return evaluate_model(trained, data, split, cfg.method, cfg.beam_size, cfg.batch_size,
                               cfg.max_examples, full_ranking)

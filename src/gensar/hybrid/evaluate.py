@@ -15,8 +15,8 @@ on the whole valid split.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from gensar.baselines.scorer import requests_for
 from gensar.data.prepared import PreparedData
 from gensar.eval.candidates import candidate_matrix, eval_examples
+from gensar.eval.groups import target_groups
 from gensar.hybrid.fusion import LinearFusion, fit_fusion, target_columns
 from gensar.hybrid.ranker import Candidates, HybridRanker
 from gensar.metrics import full_ranking_tied, summarize_tied, tied_ranks
@@ -38,10 +39,12 @@ PROTOCOLS: tuple[HybridProtocol, ...] = ("full", "sampled")
 
 @dataclass(frozen=True)
 class Collected:
-    """Every example of one split and behavior: candidates [n, C], features [n, C, F], target column [n]."""
+    """Every example of one split and behavior: candidates [n, C], features [n, C, F], target column
+    [n], and with cold items the examples' cold and warm groups (``gensar.eval.groups``)."""
 
     cands: Candidates
     target_col: np.ndarray
+    groups: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 def spread(examples, n: int):
@@ -74,7 +77,8 @@ def collect(ranker: HybridRanker, encoder: SampleEncoder, pad_id: int, data: Pre
         bar.update(len(inputs))
     bar.close()
     cands = _concat(parts)
-    return Collected(cands=cands, target_col=target_columns(cands.items, targets))
+    return Collected(cands=cands, target_col=target_columns(cands.items, targets),
+                     groups=target_groups(data, examples))
 
 
 def _concat(parts: Sequence[Candidates]) -> Candidates:
@@ -102,7 +106,10 @@ def ranks(scores: np.ndarray, target_col: np.ndarray) -> Ranks:
     return better, ties
 
 
-def protocol_metrics(r: Ranks, protocol: HybridProtocol) -> dict[str, float]:
+def protocol_metrics(r: Ranks, protocol: HybridProtocol, mask: np.ndarray | None = None) -> dict[str, float]:
+    """The protocol's metrics of ranks ``r`` (of the rows of ``mask``)."""
+    if mask is not None:
+        r = (r[0][mask], r[1][mask])
     return summarize_tied(*r) if protocol == "sampled" else full_ranking_tied(*r)
 
 

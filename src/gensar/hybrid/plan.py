@@ -108,7 +108,7 @@ def restrict(valid: Collected, names: Sequence[str], plan: Plan, cfg: HybridConf
         target_col = valid.target_col
     cands = Candidates(items=items, features=c.features[..., cols], pinned=c.pinned & (items >= 0),
                        source_ranks=c.source_ranks, sources=c.sources)
-    return kept_names, Collected(cands=cands, target_col=target_col)
+    return kept_names, Collected(cands=cands, target_col=target_col, groups=valid.groups)
 
 
 def choose_plan(valid: Collected, names: Sequence[str], cfg: HybridConfig, behavior: str,

@@ -6,7 +6,14 @@ RUN_DIR/hybrid/
   fusion.json       {"full": {behavior: LinearFusion}, "sampled": {...}} fitted on the valid split
   fit_report.json   per protocol and behavior: the weights, how many valid targets the candidates
                     held, and the cross-validated valid metrics of the fusion and of each part alone
+                    (with cold items also per group: ``groups.cold``, ``groups.warm``)
   config.yaml       the HybridConfig
+
+With cold items (``gensar prepare --cold-items``) the SASRec retriever trains on the warm catalog
+(``PreparedData.training_view``) and scores the cold items as items added since (each request's
+lowest logit); everything else ranks the whole catalog, the cold items with the identifiers the
+cold stage gave them. The fusion is fitted on the valid examples as they are, cold targets
+included (about the share a catalog renewed at that rate would show).
 """
 
 from __future__ import annotations
@@ -26,10 +33,10 @@ from gensar.embed.sasrec import SASRecConfig
 from gensar.embed.sasrec_protocols import gensar_protocol
 from gensar.embed.sasrec_train import train_sasrec
 from gensar.errors import GensarError
+from gensar.eval.groups import group_key, grouped
 from gensar.hybrid.config import HybridConfig
 from gensar.hybrid.evaluate import (
     PROTOCOLS,
-    Collected,
     collect,
     cross_validated_ranks,
     feature_ranks,
@@ -43,7 +50,7 @@ from gensar.hybrid.plan import PlanChoice, choose_plan, narrower_beams
 from gensar.hybrid.generative import GenerativeScorer
 from gensar.hybrid.ranker import HybridRanker
 from gensar.io import atomic_dir, atomic_write_json, atomic_write_text
-from gensar.model.trained import ID_KIND, TrainedModel
+from gensar.model.trained import ID_KIND, TrainedModel, load_run
 
 HYBRID_DIR = "hybrid"
 FUSION_FILE = "fusion.json"
@@ -105,18 +112,21 @@ def fit_hybrid(run_dir: str | Path, cfg: HybridConfig, sasrec_cfg: SASRecConfig,
                progress: bool = True) -> dict:
     """Train the SASRec retriever, fit each protocol's fusion on the valid split; write RUN_DIR/hybrid."""
     run = Path(run_dir)
-    data = PreparedData.load(run / "data")
-    trained = TrainedModel.load(run / "model")
+    data, trained = load_run(run)
     out = run / HYBRID_DIR
     start = time.perf_counter()
     with atomic_dir(out, overwrite=True, kind="hybrid") as tmp:
         sasrec = None
         if "sasrec" in cfg.rec_scorers:
-            proto = gensar_protocol(data)
-            model = train_sasrec(proto.train_seqs, len(data.items), sasrec_cfg, valid=proto.valid, progress=progress)
+            warm = data.training_view()
+            proto = gensar_protocol(warm)
+            model = train_sasrec(proto.train_seqs, len(warm.items), sasrec_cfg, valid=proto.valid,
+                                 progress=progress)
             (tmp / "sasrec").mkdir()
             model.save(tmp / "sasrec" / "model.pt")
             sasrec = SASRecScorer(model.model)
+            if len(warm.items) < len(data.items):
+                sasrec.add_items(data, len(warm.items))  # the cold items: never trained on
         ranker = HybridRanker(cfg, generative_scorer(trained, data), build_scorers(cfg, data, sasrec, tmp / "cache"),
                               titles=data.items["title"].tolist())
         encoder = trained.encoder(data)
@@ -155,8 +165,10 @@ def _fit_and_select(choice: PlanChoice, cfg: HybridConfig, protocol) -> tuple[Li
     split makes its weights noisy."""
     valid, names = choice.collected, feature_names(choice.plan.scorers)
     found = valid.target_col >= 0
-    parts = {name: protocol_metrics(feature_ranks(valid, col), protocol) for col, name in enumerate(names)}
-    cv = protocol_metrics(cross_validated_ranks(names, valid, cfg.l2, cfg.folds), protocol)
+    part_ranks = {name: feature_ranks(valid, col) for col, name in enumerate(names)}
+    cv_ranks = cross_validated_ranks(names, valid, cfg.l2, cfg.folds)
+    parts = {name: protocol_metrics(r, protocol) for name, r in part_ranks.items()}
+    cv = protocol_metrics(cv_ranks, protocol)
     fusion = dataclasses.replace(fit(names, valid, cfg.l2), depth=choice.plan.depth, beam=choice.plan.beam)
     best = max(parts, key=lambda n: parts[n][SELECT_BY])
     selected = "fusion"
@@ -169,6 +181,18 @@ def _fit_and_select(choice: PlanChoice, cfg: HybridConfig, protocol) -> tuple[Li
               "n": int(len(found)), "target_in_candidates": float(found.mean()),
               "mean_candidates": float(valid.cands.valid.sum(axis=1).mean()),
               "fused_cv": cv if selected == "fusion" else parts[best], "fusion_cv": cv, "parts": parts}
+    if valid.groups:  # the same cross-validated ranks, on the cold and the warm targets
+        report["groups"] = {}
+        for group, mask in valid.groups.items():
+            if not mask.any():
+                report["groups"][group] = {"n": 0}
+                continue
+            g_parts = {name: protocol_metrics(r, protocol, mask) for name, r in part_ranks.items()}
+            g_cv = protocol_metrics(cv_ranks, protocol, mask)
+            report["groups"][group] = {
+                "n": int(mask.sum()), "target_in_candidates": float(found[mask].mean()),
+                "fused_cv": g_cv if selected == "fusion" else g_parts[best], "fusion_cv": g_cv,
+                "parts": g_parts}
     return fusion, report
 
 
@@ -184,10 +208,9 @@ def evaluate_hybrid(run_dir: str | Path, cfg: HybridConfig, split: str, max_exam
     run = Path(run_dir)
     if split == "valid":
         report = json.loads((run / HYBRID_DIR / "fit_report.json").read_text(encoding="utf-8"))
-        return {p: {b: r["fused_cv"] | {"n": r["n"], "parts": r["parts"]} for b, r in report[p].items()}
+        return {p: {key: m for b, r in report[p].items() for key, m in _fitted(b, r).items()}
                 for p in PROTOCOLS}
-    data = PreparedData.load(run / "data")
-    trained = TrainedModel.load(run / "model")
+    data, trained = load_run(run)
     encoder = trained.encoder(data)
     full = load_ranker(run, data, trained, cfg)
     out: dict[str, dict] = {}
@@ -200,10 +223,23 @@ def evaluate_hybrid(run_dir: str | Path, cfg: HybridConfig, split: str, max_exam
                 continue
             r = ranks(ranker.fused(behavior, got.cands), got.target_col)
             names = ranker.feature_names(behavior)
-            parts = {name: protocol_metrics(feature_ranks(got, col), protocol) for col, name in enumerate(names)}
-            out[protocol][behavior] = protocol_metrics(r, protocol) | {
-                "n": len(got.target_col), "target_in_candidates": float(np.mean(got.target_col >= 0)),
-                "parts": parts}
+            part_ranks = {name: feature_ranks(got, col) for col, name in enumerate(names)}
+
+            def metrics(mask: np.ndarray | None, r=r, got=got, part_ranks=part_ranks) -> dict:
+                found = got.target_col >= 0 if mask is None else got.target_col[mask] >= 0
+                return protocol_metrics(r, protocol, mask) | {
+                    "n": len(found), "target_in_candidates": float(np.mean(found)),
+                    "parts": {name: protocol_metrics(pr, protocol, mask) for name, pr in part_ranks.items()}}
+
+            out[protocol] |= grouped(behavior, got.groups, metrics)
+    return out
+
+
+def _fitted(behavior: str, report: dict) -> dict[str, dict]:
+    """The valid metrics of one fitted behavior (and of its groups) from its fit report entry."""
+    out = {behavior: report["fused_cv"] | {"n": report["n"], "parts": report["parts"]}}
+    for group, r in report.get("groups", {}).items():
+        out[group_key(behavior, group)] = r["fused_cv"] | {"n": r["n"], "parts": r["parts"]} if r["n"] else r
     return out
 
 

@@ -124,14 +124,18 @@ class IdExtender:
         ``catalog``; the returned maps hold the new items only, in order."""
         if items.empty:
             return IdMaps({}, {})
-        semantic, collaborative = self.embed(items, catalog)
-        codes = level_codes(self.model, semantic, collaborative)
+        codes = level_codes(self.model, *self.embed(items, catalog))
+        return self.place(items["item_id"].tolist(), codes, existing)
+
+    def place(self, item_ids: list[str], codes: LevelCodes, existing: IdMaps) -> IdMaps:
+        """Identifiers of new items from their ``codes`` (``level_codes`` of their embeddings),
+        beside the ``existing`` ones; the returned maps hold the new items only, in order."""
         out: dict[str, list[tuple[str, ...]]] = {}
         for kind in (SEMANTIC, COLLABORATIVE):
             c = codes[kind]
             index = IdIndex(len(c.names), existing.of(kind).values())
             found = []
-            for row in range(len(items)):
+            for row in range(len(item_ids)):
                 if kind == COLLABORATIVE and codes[COLLABORATIVE] is codes[SEMANTIC]:
                     found.append(out[SEMANTIC][row])  # single-embedding variants: one ID serves both
                     continue
@@ -140,4 +144,4 @@ class IdExtender:
                 index.add(tokens)
                 found.append(tokens)
             out[kind] = found
-        return IdMaps.from_lists(items["item_id"].tolist(), out[SEMANTIC], out[COLLABORATIVE])
+        return IdMaps.from_lists(item_ids, out[SEMANTIC], out[COLLABORATIVE])

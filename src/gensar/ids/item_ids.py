@@ -114,6 +114,15 @@ class IdMaps:
             if item not in self.semantic or item not in self.collaborative:
                 raise InputError(f"item '{item}' of the prepared data has no identifier", path=path)
 
+    def extended(self, other: IdMaps) -> IdMaps:
+        """These identifiers and ``other``'s (items not in these), checked unique and prefix-free."""
+        both = set(self.semantic) & set(other.semantic)
+        if both:
+            raise InputError(f"item '{sorted(both)[0]}' has identifiers twice")
+        maps = IdMaps({**self.semantic, **other.semantic}, {**self.collaborative, **other.collaborative})
+        maps.check()
+        return maps
+
     def to_json(self) -> dict[str, dict[str, list[str]]]:
         return {
             item: {SEMANTIC: list(self.semantic[item]), COLLABORATIVE: list(self.collaborative[item])}

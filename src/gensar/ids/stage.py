@@ -10,6 +10,10 @@ RUN_DIR (written atomically: complete or absent)
 
 Precomputed embeddings skip the encoders: ``--set semantic_emb=PATH.npy`` and/or
 ``--set collaborative_emb=PATH.npy`` (rows in items order).
+
+With cold items (``gensar prepare --cold-items``) the stage sees the warm catalog only
+(``PreparedData.training_view``): embeddings, the RQ-VAE and identifiers cover the items before the
+cold ones; those get identifiers after training (``gensar.ids.cold_items``).
 """
 
 from __future__ import annotations
@@ -91,6 +95,7 @@ def item_embeddings(data: PreparedData, cfg: IdsConfig) -> tuple[np.ndarray, np.
 def build_ids(data: PreparedData, cfg: IdsConfig, out: str | Path, overwrite: bool = False) -> dict:
     """Embeddings -> RQ-VAE -> unique IDs, written atomically into ``out``; returns the report."""
     out = check_output_dir(out, overwrite)  # fail before any training
+    data = data.training_view()  # no cold item: they are added after training
     semantic, collaborative = item_embeddings(data, cfg)
 
     result = train_rqvae(semantic, collaborative, cfg.rqvae, progress=cfg.progress)

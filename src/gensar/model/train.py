@@ -105,7 +105,7 @@ def train(
     """
     env = DistEnv.from_env()
     out, work = Path(out), checkpoint_dir(out)
-    data = PreparedData.load(data_dir)
+    data = PreparedData.load(data_dir).training_view()  # without cold items (gensar.data.cold)
     ids = IdMaps.load(ids_path)
     ids.require_items(data.items["item_id"].tolist(), ids_path)
     fingerprint = _fingerprint(data, ids)
@@ -410,7 +410,13 @@ def _eval_sets(data: PreparedData, tc: TrainConfig,
             rng = np.random.default_rng([tc.seed, 0xE7A1, BEHAVIORS.index(b)])
             ex = ex.iloc[np.sort(rng.choice(len(ex), size=tc.eval_examples, replace=False))]
         samples = example_samples(ex)
-        sets[b] = (samples, [list(lists[s.example_id]) for s in samples])
+        cands = [list(lists[s.example_id]) for s in samples]
+        if data.cold_items:
+            # Lists without their cold items differ in length, and a batch of unequal ones is scored
+            # one example at a time: put equal lengths together (the metrics are means, order-free).
+            order = sorted(range(len(cands)), key=lambda i: len(cands[i]))
+            samples, cands = [samples[i] for i in order], [cands[i] for i in order]
+        sets[b] = (samples, cands)
     return sets
 
 

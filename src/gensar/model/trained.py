@@ -6,6 +6,7 @@ exactly as training did (the same ``SampleEncoder`` and prompt style).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -83,3 +84,19 @@ class TrainedModel:
                 codes[row, : len(s)] = s
             self._code_cache[key] = codes
         return self._code_cache[key]
+
+
+def load_run(run_dir: str | Path) -> tuple[PreparedData, TrainedModel]:
+    """A run's prepared data and trained model as evaluation ranks them: every item of the data
+    has an identifier. With cold items (``gensar prepare --cold-items``) that is the trained
+    identifiers plus the ones the pipeline's cold stage gave the cold items after training
+    (``RUN_DIR/cold``, ``gensar.ids.cold_items``)."""
+    run = Path(run_dir)
+    data = PreparedData.load(run / "data")
+    trained = TrainedModel.load(run / "model")
+    if data.cold_items:
+        from gensar.ids.cold_items import COLD_DIR, load_cold_ids
+
+        cold = load_cold_ids(run / COLD_DIR, data, trained.ids)
+        trained = dataclasses.replace(trained, ids=trained.ids.extended(cold))
+    return data, trained

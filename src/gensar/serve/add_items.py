@@ -19,7 +19,7 @@ from gensar.data.schema import make_items
 from gensar.errors import GensarError
 from gensar.ids.cold_start import ColdStartConfig
 from gensar.ids.extend import IdExtender
-from gensar.serve.catalog import Catalog, trained_ids
+from gensar.serve.catalog import run_catalog
 from gensar.serve.items_log import ITEMS_LOG_NAME, AddedItems, ItemsLog, read_items_log
 
 __all__ = ["add_items_file"]
@@ -34,8 +34,7 @@ def add_items_file(run_dir: str | Path, items_file: str | Path, items_log: str |
     log_path = Path(items_log) if items_log is not None else run_dir / ITEMS_LOG_NAME
     located = read_items_file(items_file)  # the file alone first: its errors need no run
     items = [loc.item for loc in located]
-    data = PreparedData.load(run_dir / "data")
-    catalog = Catalog(data, trained_ids(run_dir))
+    catalog = run_catalog(run_dir, PreparedData.load(run_dir / "data"))  # with its cold items, if any
     catalog.require_ids()
     before = read_items_log(log_path).records
     catalog.replay(before, log_path)

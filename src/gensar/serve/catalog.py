@@ -5,6 +5,11 @@ retrained. ``Catalog`` holds the grown items table and every item's identifiers,
 what is added fits: new item ids, and identifiers that keep each kind unique and prefix-free and use
 only tokens the model was trained with (``IdIndex``). It never changes an existing item or
 identifier. The engines are grown by the service (``Engine.add_items``), in bulk after a replay.
+
+A run prepared with cold items (``gensar prepare --cold-items``, ``gensar.data.cold``) was trained
+on the other items; ``run_catalog`` starts from those and adds the cold items first, with the
+identifiers the pipeline's cold stage gave them after training (``gensar.ids.cold_items``), as if
+they had been added through the items log before it.
 """
 
 from __future__ import annotations
@@ -16,14 +21,16 @@ from typing import Any
 
 import pandas as pd
 
+from gensar.data.canonical import ITEM_FIELDS
 from gensar.data.prepared import PreparedData
 from gensar.data.schema import make_items
 from gensar.errors import GensarError, InputError
+from gensar.ids.cold_items import COLD_DIR, load_cold_ids
 from gensar.ids.item_ids import ID_KINDS, IdMaps
 from gensar.ids.new_ids import IdIndex, code_levels
 from gensar.serve.items_log import AddedItem, AddedItems
 
-__all__ = ["Catalog", "ItemProblem", "trained_ids"]
+__all__ = ["Catalog", "ItemProblem", "run_catalog", "trained_ids"]
 
 
 def trained_ids(run_dir: str | Path) -> IdMaps | None:
@@ -34,6 +41,28 @@ def trained_ids(run_dir: str | Path) -> IdMaps | None:
         if path.is_file():
             return IdMaps.load(path)
     return None
+
+
+def run_catalog(run_dir: str | Path, data: PreparedData) -> Catalog:
+    """The catalog a run serves before its items log: the trained items of ``data`` (the run's
+    prepared data), then its cold items with the cold stage's identifiers. A run without
+    identifiers (data only: the fake engine) serves the prepared items as they are."""
+    ids = trained_ids(run_dir)
+    if not data.cold_items or ids is None:
+        return Catalog(data, ids)
+    catalog = Catalog(data.training_view(), ids)
+    cold_dir = Path(run_dir) / COLD_DIR
+    cold = load_cold_ids(cold_dir, data, ids)
+    rows = data.items.iloc[catalog.prepared:]
+    items = [AddedItem({k: (list(v) if k == "categories" else v) for k, v in row.items() if k in ITEM_FIELDS},
+                       cold.semantic[row["item_id"]], cold.collaborative[row["item_id"]])
+             for row in rows.to_dict("records")]
+    problem = catalog.item_problem([i.item for i in items]) or catalog.identifier_problem(items)
+    if problem is not None:
+        raise InputError(problem.message, path=cold_dir / "item_ids.json",
+                         field=f"{items[problem.position].item_id}.{problem.field}")
+    catalog.add(items)
+    return catalog
 
 
 class ItemProblem(GensarError):
@@ -52,6 +81,7 @@ class Catalog:
         if ids is not None:
             ids.require_items(data.items["item_id"].tolist())
         self.prepared = len(data.items)
+        self.base = data  # what the engines are built on: the catalog before any addition
         self.data = data
         self.ids = ids
         self.index: dict[str, int] = dict(data.item_index)

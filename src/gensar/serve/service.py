@@ -35,7 +35,7 @@ from gensar.data.prepared import PreparedData
 from gensar.data.schema import make_items
 from gensar.errors import GensarError
 from gensar.ids.cold_start import ColdStartConfig
-from gensar.serve.catalog import Catalog, ItemProblem, trained_ids
+from gensar.serve.catalog import Catalog, ItemProblem, run_catalog
 from gensar.serve.engine import Engine, HistoryEvent, RankedItem
 from gensar.serve.event_store import EventStore, UserEvent, open_event_store
 from gensar.serve.events import EVENTS_LOG_NAME, LoggedEvent, UserHistories, check_event
@@ -131,7 +131,9 @@ class Service:
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise GensarError(f"{run_dir}: run directory not found")
-        data = PreparedData.load(run_dir / "data")
+        items_path = Path(items_log) if items_log is not None else run_dir / ITEMS_LOG_NAME
+        catalog = run_catalog(run_dir, PreparedData.load(run_dir / "data"))
+        data = catalog.base  # the trained catalog; cold items (--cold-items) and the log's grow it below
         if cfg.engine == "fake":
             from gensar.serve.fake import FakeEngine
 
@@ -146,8 +148,6 @@ class Service:
                 from gensar.serve.generative import GenerativeEngine
 
                 engine = GenerativeEngine.from_run_dir(run_dir, data, beam_size=cfg.beam_size)
-        items_path = Path(items_log) if items_log is not None else run_dir / ITEMS_LOG_NAME
-        catalog = Catalog(data, trained_ids(run_dir))
         added = read_items_log(items_path).records
         catalog.replay(added, items_path)
         log_path = Path(events_log) if events_log is not None else run_dir / EVENTS_LOG_NAME
