@@ -8,7 +8,9 @@ requests, so each scorer's raw catalog scores pass through one normalizer, picke
     sasrec            log-softmax of SASRec's logits over the catalog
     bm25              BM25 score / the request's best BM25 score over the catalog (0 when none matches)
     dense             cosine of query and item embeddings
-    match-popularity  1 when the item contains every query word, else 0
+    match-popularity  the baseline's own score: 1 + a popularity prior in [0, 1) when the item
+                      contains every query word, else the prior alone (so this part alone ranks
+                      exactly as the match-popularity baseline, which the fit's fallback can then pick)
     popularity        log(1 + clicks) / log(1 + most clicks)
     seen              1 when the user clicked the item before (repeat behaviour differs by dataset)
 """
@@ -47,7 +49,7 @@ def normalizer(name: str) -> Normalizer:
         "sasrec": _log_softmax,
         "bm25": _over_row_max,
         "dense": _identity,
-        "match-popularity": _match,
+        "match-popularity": _identity,
         "popularity": _log_over_max,
     }
     if name not in table:
@@ -68,11 +70,6 @@ def _log_softmax(s: np.ndarray) -> np.ndarray:
 def _over_row_max(s: np.ndarray) -> np.ndarray:
     top = s.max(axis=1, keepdims=True)
     return np.where(top > 0, s / np.where(top > 0, top, 1.0), 0.0)
-
-
-def _match(s: np.ndarray) -> np.ndarray:
-    # match-popularity scores are match (0/1) + a popularity prior in [0, 1)
-    return (s >= 1.0).astype(np.float64)
 
 
 def _log_over_max(s: np.ndarray) -> np.ndarray:
