@@ -32,7 +32,8 @@ def test_gather_and_seen():
 def test_normalizers_by_hand():
     s = np.array([[0.0, 2.0, 4.0], [0.0, 0.0, 0.0]])
     np.testing.assert_allclose(normalizer("bm25")(s), [[0.0, 0.5, 1.0], [0.0, 0.0, 0.0]])
-    np.testing.assert_allclose(normalizer("match-popularity")(np.array([[1.3, 0.9, 1.0]])), [[1.0, 0.0, 1.0]])
+    # match-popularity keeps the baseline's score (match + prior), so that part alone ranks as the baseline
+    np.testing.assert_allclose(normalizer("match-popularity")(np.array([[1.3, 0.9, 1.0]])), [[1.3, 0.9, 1.0]])
     pop = normalizer("popularity")(np.array([[0.0, 1.0, 3.0]]))
     np.testing.assert_allclose(pop, [[0.0, np.log(2) / np.log(4), 1.0]])
     ls = normalizer("sasrec")(np.array([[0.0, np.log(3.0)]]))  # softmax = [1/4, 3/4]
