@@ -116,22 +116,28 @@ async def post_timed(client: httpx.AsyncClient, path: str, body: dict, tally: Ta
     tally.latencies_ms.append((time.perf_counter() - start) * 1000)
 
 
+async def run_clients(client: httpx.AsyncClient, work, clients: int, seconds: float, tally: Tally) -> float:
+    """``clients`` concurrent loops, each posting ``work.next()`` as soon as its previous request is
+    answered, for ``seconds``; returns the elapsed time."""
+    start = time.perf_counter()
+    stop = start + seconds
+
+    async def one_client() -> None:
+        while time.perf_counter() < stop:
+            path, body = work.next()
+            await post_timed(client, path, body, tally)
+
+    await asyncio.gather(*[one_client() for _ in range(clients)])
+    return time.perf_counter() - start
+
+
 async def closed_loop(url: str, work: Workload, clients: int, seconds: float, timeout: float) -> dict:
     """``clients`` workers, each sending its next request as soon as the previous one is answered."""
     tally = Tally()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
         before = (await client.get("/health")).json()["batching"]
-        start = time.perf_counter()
-        stop = start + seconds
-
-        async def worker() -> None:
-            while time.perf_counter() < stop:
-                path, body = work.next()
-                await post_timed(client, path, body, tally)
-
-        await asyncio.gather(*[worker() for _ in range(clients)])
-        elapsed = time.perf_counter() - start
+        elapsed = await run_clients(client, work, clients, seconds, tally)
         after = (await client.get("/health")).json()["batching"]
     out = tally.summary(elapsed)
     batches = sum(after[n]["batches"] - before[n]["batches"] for n in after)

@@ -34,12 +34,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
-from bench_serve import Tally, launch, post_timed, stop_server
+from bench_serve import Tally, launch, run_clients, stop_server
 
 from gensar.data.prepared import PreparedData
 from gensar.io import atomic_write_json
@@ -94,16 +93,7 @@ async def closed_loop(url: str, mix: Mix, clients: int, seconds: float) -> dict:
     tally = Tally()
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
-        stop = time.perf_counter() + seconds
-        start = time.perf_counter()
-
-        async def one_client() -> None:
-            while time.perf_counter() < stop:
-                path, body = mix.next()
-                await post_timed(client, path, body, tally)
-
-        await asyncio.gather(*[one_client() for _ in range(clients)])
-        elapsed = time.perf_counter() - start
+        elapsed = await run_clients(client, mix, clients, seconds, tally)
     return tally.summary(elapsed)
 
 
