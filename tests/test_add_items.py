@@ -194,7 +194,7 @@ def test_post_items_is_a_write_then_served_at_once_and_after_a_restart(run):
     restarted.close()
 
 
-def test_hybrid_ranks_a_new_item_for_its_title_and_scores_it_by_its_identifier(run, tmp_path, capsys):
+def test_hybrid_ranks_a_new_item_for_its_title_and_marks_it_new(run, tmp_path, capsys):
     assert main(["add-items", str(run), str(_write(tmp_path / "new.jsonl", NEW))]) == 0
     capsys.readouterr()
     assert main(["search", str(run), "--query", NEW[1]["title"], "--k", "3", "--json"]) == 0  # replays the log
@@ -202,16 +202,25 @@ def test_hybrid_ranks_a_new_item_for_its_title_and_scores_it_by_its_identifier(r
     service = Service.open(run, ServeConfig(), writable=False)
     engine, row = service.engine, service.index["N1"]
     assert engine.search([NEW[0]["title"]], [[]], k=10)[0][0].index == row  # its own title: first
-    # A query that is not the title: the item enters through the text retrievers (BM25 proposes it),
-    # and the model scores its identifier exactly, like any candidate's.
+    # A query that is not the title: the item enters through the text retrievers (BM25 proposes it).
+    # The model never trained on it: its generative feature is the mean of the trained candidates'
+    # (no evidence either way, not the low likelihood of an identifier it never saw), and the
+    # ``new`` feature marks it.
     query = "zorbex quantum"
     inputs = engine.generative.render("search", [[]], [query])
     cands = engine.ranker.candidates("search", [Request(query, ())], inputs)
+    names = engine.ranker.feature_names("search")
     column = list(cands.items[0]).index(row)
     assert not cands.pinned[0, column]
-    assert np.isfinite(cands.features[0, column, 0]) and cands.features[0, column, 0] < 0  # a log-probability
     assert row in engine.ranker.scorers["bm25"].scores([Request(query, ())])[0].argsort()[-1:]
     assert len(engine.ranker.generative.codes["search"]) == len(service.item_ids)
+    trained = cands.valid[0] & (cands.items[0] < engine.ranker.trained_items)
+    assert trained.sum() >= 1 and engine.ranker.trained_items == len(PreparedData.load(run / "data").items)
+    gen, new = cands.features[0, :, names.index("generative")], cands.features[0, :, names.index("new")]
+    assert gen[column] == pytest.approx(gen[trained].mean())
+    assert new[column] == 1.0 and not new[trained].any()
+    exact = engine.ranker.generative.score("search", inputs, cands.items[:, [column]])
+    assert np.isfinite(exact).all() and exact[0, 0] < 0  # the exact score still exists: a log-probability
 
 
 def test_post_items_on_a_run_without_identifiers_is_a_409(service):

@@ -94,3 +94,7 @@ def test_baseline_cli_writes_metrics(tmp_path):
     assert main(["baseline", "popularity", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
     assert main(["baseline", "match-popularity", str(tmp_path / "data"), "--out", str(tmp_path / "mp")]) == 0
     assert set(json.loads((tmp_path / "mp" / "metrics.json").read_text())["test"]) == {"search"}
+    assert main(["baseline", "content", str(tmp_path / "data"), "--out", str(tmp_path / "content"),
+                 "--full-ranking"]) == 0
+    content = json.loads((tmp_path / "content" / "metrics.json").read_text())
+    assert set(content["test"]) == {"rec"} and set(content["full_ranking"]["test"]) == {"rec"}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_prepare import check_invariants, random_raw
 
-from gensar.baselines.scorer import requests_for
+from gensar.baselines.scorer import Request, requests_for
 from gensar.cli import main
 from gensar.config import load_config, to_dict, to_yaml
 from gensar.data.prepare import PrepareConfig, prepare
@@ -147,7 +147,8 @@ def test_metrics_report_cold_and_warm_targets_adding_up(cold_run):
                 assert all(p["n"] > 0 for p in parts)
                 assert all(set(whole) - {"seconds"} == set(p) for p in parts), (name, behavior)
                 checked += 1
-    assert checked == 4 * (2 + 2 + 2 + 1 + 1 + 1 + 1)  # hybrid, generative, popularity: both behaviors
+    # hybrid, generative, popularity: both behaviors; BM25, dense, match-popularity: search; SASRec, content: rec
+    assert checked == 4 * (2 + 2 + 2 + 1 + 1 + 1 + 1 + 1)
     # a retriever that never saw a cold item ranks it below every item it did see
     sasrec, popularity = metrics["baselines"]["sasrec"], metrics["baselines"]["popularity"]
     assert sasrec["test"]["rec_cold"]["hr@10"] == sasrec["full_ranking"]["test"]["rec_cold"]["recall@20"] == 0.0
@@ -166,5 +167,36 @@ def test_the_served_run_holds_the_cold_items(cold_run, tmp_path):
         titles = data.items.set_index("item_id").loc[list(data.cold_items), "title"].tolist()
         answers = service.search([SearchRequest(query=t, k=3) for t in titles])
         assert [a.items[0].item_id for a in answers] == list(data.cold_items)  # each for its own title
+    finally:
+        service.close()
+
+
+def test_recommendation_candidates_hold_cold_items_marked_new(cold_run, tmp_path):
+    """Content proposes a cold item to a user who clicked one like it; the scorers trained without it
+    (the generative model, SASRec) give it the mean of the trained candidates, and ``new`` marks it."""
+    from gensar.serve.engine import HistoryEvent
+    from gensar.serve.service import ServeConfig, Service
+
+    data = PreparedData.load(cold_run / "data")
+    service = Service.open(cold_run, ServeConfig(), writable=False, items_log=tmp_path / "items.jsonl",
+                           events_log=tmp_path / "events.jsonl")
+    try:
+        engine = service.engine
+        ranker = engine.ranker.with_fusions({})  # the config's scorers: sasrec, content, popularity
+        assert ranker.trained_items == data.trained_items
+        cold = data.cold_items[0]
+        row = service.index[cold]
+        inputs = engine.generative.render("rec", [[HistoryEvent("rec", "", (cold,))]], [""])
+        cands = ranker.candidates("rec", [Request("", (row,))], inputs)
+        names = ranker.feature_names("rec")
+        assert "content" in names and "content" in cands.sources
+        col = list(cands.items[0]).index(row)  # its own text is the profile: content's first
+        assert cands.source_ranks[0, col, cands.sources.index("content")] == 0
+        feats = cands.features[0]
+        trained = cands.valid[0] & (cands.items[0] < data.trained_items)
+        new = feats[:, names.index("new")]
+        assert new[col] == 1.0 and not new[trained].any() and new[cands.valid[0]].sum() >= 1
+        for name in ("generative", "sasrec"):
+            assert feats[col, names.index(name)] == pytest.approx(feats[trained, names.index(name)].mean())
     finally:
         service.close()

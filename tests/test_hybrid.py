@@ -65,6 +65,9 @@ def test_the_served_ranker_runs_the_scorers_and_depth_the_fit_chose(run, engine)
                              f"{'+'.join(engine.ranker.scorer_names(behavior))}@{engine.ranker.depth(behavior)}")
         assert (engine.ranker.depth(behavior), engine.ranker.beam_size(behavior)) == (fusion["depth"], fusion["beam"])
         assert tuple(fusion["features"]) == engine.ranker.feature_names(behavior)
+        # no item was new while fitting: the new-item features' weights stay exactly 0
+        new = [w for f, w in zip(fusion["features"], fusion["weights"], strict=True) if f.startswith("new")]
+        assert new and all(w == 0.0 for w in new)
 
 
 def test_the_hybrids_parts_alone_equal_the_baselines_where_they_propose(run):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from gensar.errors import GensarError
-from gensar.hybrid.features import gather, normalizer, seen_feature, top_rows, union_candidates
+from gensar.hybrid.features import gather, impute_new, normalizer, seen_feature, top_rows, union_candidates
 from gensar.hybrid.fusion import LinearFusion, fit_fusion, target_columns
 
 
@@ -27,6 +27,16 @@ def test_gather_and_seen():
     c = np.array([[2, -1], [0, 1]])
     np.testing.assert_array_equal(gather(m, c), [[12.0, 0.0], [20.0, 21.0]])
     np.testing.assert_array_equal(seen_feature([(2, 0), ()], c), [[1.0, 0.0], [0.0, 0.0]])
+
+
+def test_new_items_take_the_mean_of_the_requests_trained_candidates():
+    column = np.array([[-2.0, -4.0, -30.0, 0.0], [-9.0, -1.0, -3.0, -5.0]])
+    valid = np.array([[True, True, True, False], [True, True, True, True]])
+    new = np.array([[False, False, True, False], [True, True, False, False]])
+    got = impute_new(column, new, valid)
+    np.testing.assert_allclose(got, [[-2.0, -4.0, -3.0, 0.0], [-4.0, -4.0, -3.0, -5.0]])
+    only_new = impute_new(column[:1], np.array([[True, True, True, False]]), valid[:1])
+    np.testing.assert_allclose(only_new, [[0.0, 0.0, 0.0, 0.0]])  # no trained candidate: 0, pads untouched
 
 
 def test_normalizers_by_hand():

@@ -14,7 +14,7 @@ from gensar.hybrid.ranker import Candidates
 
 CFG = HybridConfig(search_scorers=("bm25", "dense", "popularity"), beam_size=2, fit_beam_sizes=(1,), depth=4,
                    fit_depths=(2,), folds=2)
-NAMES = feature_names(CFG.search_scorers)  # generative, bm25, dense, popularity, seen
+NAMES = feature_names(CFG.search_scorers)  # generative, bm25, dense, popularity, seen, new
 
 
 def test_source_ranks_give_each_candidates_position_in_each_proposal():
@@ -35,9 +35,10 @@ def test_plans_run_from_cheapest_to_the_full_configuration():
                      "beam2+bm25+dense+popularity@2", "beam2+bm25+dense+popularity@4"]
     assert [p.label for p in candidate_plans(CFG, "search", "sampled")] == ["beam2+bm25+popularity@4",
                                                                             "beam2+bm25+dense+popularity@4"]
-    assert [p.label for p in candidate_plans(CFG, "rec", "full")] == [
+    assert [p.label for p in candidate_plans(CFG, "rec", "full")] == [  # content is prunable too
         "beam1+sasrec+popularity@2", "beam1+sasrec+popularity@4", "beam2+sasrec+popularity@2",
-        "beam2+sasrec+popularity@4"]
+        "beam2+sasrec+popularity@4", "beam1+sasrec+content+popularity@2", "beam1+sasrec+content+popularity@4",
+        "beam2+sasrec+content+popularity@2", "beam2+sasrec+content+popularity@4"]
 
 
 def test_fit_depths_and_beams_at_or_beyond_the_full_ones_add_no_plan():
@@ -73,8 +74,8 @@ def _collected(target_by: str, n: int = 40, seed: int = 0) -> Collected:
 def test_restrict_drops_a_scorers_features_and_the_candidates_only_it_proposed():
     valid = _collected("bm25")
     names, got = restrict(valid, NAMES, Plan(("bm25", "popularity"), 2, 2), CFG)
-    assert names == ("generative", "bm25", "popularity", "seen")
-    np.testing.assert_array_equal(got.cands.features, valid.cands.features[..., [0, 1, 3, 4]])
+    assert names == ("generative", "bm25", "popularity", "seen", "new")
+    np.testing.assert_array_equal(got.cands.features, valid.cands.features[..., [0, 1, 3, 4, 5]])
     # beam (cols 0-1) and BM25 within depth 2 (col 2) stay; BM25's rank 3 (col 3) and dense's go
     assert (got.cands.items[0] >= 0).tolist() == [True, True, True, False, False, False]
     assert (got.target_col == 2).all()

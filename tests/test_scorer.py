@@ -37,7 +37,7 @@ def data():
     return make_tiny_prepared()
 
 
-@pytest.mark.parametrize("name", ["popularity", "bm25", "match-popularity", "dense"])
+@pytest.mark.parametrize("name", ["popularity", "bm25", "match-popularity", "dense", "content"])
 def test_every_baseline_scores_every_item(data, name):
     scorer = build_scorer(name, data)
     for behavior in scorer.behaviors:
@@ -45,8 +45,21 @@ def test_every_baseline_scores_every_item(data, name):
         scores = scorer.scores(reqs)
         assert scores.shape == (len(reqs), len(data.items)) and scores.dtype == np.float32
         assert np.isfinite(scores).all()
-        if name != "popularity":  # the query matters: not one row repeated
+        if name != "popularity":  # the query (content: the history) matters: not one row repeated
             assert len({row.tobytes() for row in scores}) > 1
+
+
+def test_content_scores_the_recency_weighted_history_profile_by_hand(data):
+    from gensar.baselines.content import ContentScorer
+
+    scorer = build_scorer("content", data)
+    assert isinstance(scorer, ContentScorer) and scorer.behaviors == ("rec",)
+    scorer.items = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32)  # 3 unit items
+    scorer.decay, scorer.max_len = 0.5, 2
+    got = scorer.scores([Request("", (2, 1, 0)), Request("", ())])  # newest two: 1 (weight 0.5), 0 (1)
+    profile = np.array([1.0, 0.5]) / np.hypot(1.0, 0.5)
+    np.testing.assert_allclose(got[0], [profile[0], profile[1], 0.6 * profile[0] + 0.8 * profile[1]], rtol=1e-6)
+    np.testing.assert_array_equal(got[1], [0.0, 0.0, 0.0])  # no history: no preference
 
 
 def _old_bm25(data, queries):

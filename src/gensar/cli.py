@@ -101,9 +101,9 @@ def _add_ids(sub: argparse._SubParsersAction) -> Handler:
 
 
 def _add_baseline(sub: argparse._SubParsersAction) -> Handler:
-    p = sub.add_parser("baseline", help="popularity / BM25 / dense-retrieval / boolean match + popularity baselines "
+    p = sub.add_parser("baseline", help="popularity / BM25 / dense-retrieval / boolean match + popularity / content-based baselines "
                        "on the saved candidates")
-    p.add_argument("name", choices=["popularity", "bm25", "dense", "match-popularity"])
+    p.add_argument("name", choices=["popularity", "bm25", "dense", "match-popularity", "content"])
     p.add_argument("data_dir")
     p.add_argument("--out", required=True)
     p.add_argument("--full-ranking", action="store_true",

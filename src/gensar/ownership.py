@@ -32,7 +32,7 @@ from gensar.errors import OutputError
 
 MARKER = ".gensar-run.json"
 _STAGES = {"data", "ids", "model", "evaluate"}
-_BASELINES = {"popularity", "bm25", "dense", "match-popularity"}
+_BASELINES = {"popularity", "bm25", "dense", "match-popularity", "content"}
 
 
 def marker_text(kind: str) -> str:

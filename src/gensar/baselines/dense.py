@@ -27,12 +27,12 @@ class DenseScorer:
     def __init__(self, data: PreparedData, cfg: SemanticConfig, cache_dir: Path | None = None) -> None:
         self.cfg = cfg
         items = encode_items(data.item_texts, cfg, cache_dir)
-        self.items = _normalize(items).astype(np.float32)  # [n_items, d]
+        self.items = normalize(items).astype(np.float32)  # [n_items, d]
         self._queries: dict[str, np.ndarray] = {}
 
     def add_items(self, data: PreparedData, start: int) -> None:
         # Only the new texts are encoded (not cached: the run directory may be read-only when serving).
-        new = _normalize(encode_items(data.item_texts[start:], self.cfg)).astype(np.float32)
+        new = normalize(encode_items(data.item_texts[start:], self.cfg)).astype(np.float32)
         self.items = np.concatenate([self.items[:start], new])  # [n_items, d]
 
     def scores(self, requests: Sequence[Request]) -> np.ndarray:
@@ -40,7 +40,7 @@ class DenseScorer:
         if len(self._queries) + len(new) > MAX_CACHED_QUERIES:  # a long-running server: bounded memory
             self._queries.clear()
         if new:
-            for text, vec in zip(new, _normalize(encode_items(new, self.cfg)), strict=True):
+            for text, vec in zip(new, normalize(encode_items(new, self.cfg)), strict=True):
                 self._queries[text] = vec.astype(np.float32)
         if not requests:
             return np.zeros((0, len(self.items)), dtype=np.float32)
@@ -55,5 +55,6 @@ def dense_scores(data: PreparedData, examples: pd.DataFrame, candidates: np.ndar
     return candidate_scores(DenseScorer(data, cfg, cache_dir), requests, candidates)
 
 
-def _normalize(x: np.ndarray) -> np.ndarray:
+def normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

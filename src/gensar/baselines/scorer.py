@@ -167,11 +167,11 @@ def sampled_metrics(ranks: Ranks, mask: np.ndarray | None = None) -> dict[str, f
 
 
 # ---- construction ----------------------------------------------------------------------------
-SCORERS = ("popularity", "bm25", "dense", "match-popularity")
+SCORERS = ("popularity", "bm25", "dense", "match-popularity", "content")
 
 
 def build_scorer(name: str, data: PreparedData, cache_dir: Path | None = None) -> Scorer:
-    """A fitted/indexed non-generative scorer; ``cache_dir`` caches the dense item embeddings."""
+    """A fitted/indexed non-generative scorer; ``cache_dir`` caches the text item embeddings (dense, content)."""
     if name == "popularity":
         from gensar.baselines.popularity import PopularityScorer
 
@@ -189,6 +189,11 @@ def build_scorer(name: str, data: PreparedData, cache_dir: Path | None = None) -
         from gensar.baselines.match_popularity import MatchPopularityScorer
 
         return MatchPopularityScorer(data)
+    if name == "content":
+        from gensar.baselines.content import ContentScorer
+        from gensar.embed.semantic import SemanticConfig
+
+        return ContentScorer(data, SemanticConfig(), cache_dir)
     raise GensarError(f"unknown baseline '{name}' (known: {', '.join(SCORERS)})")
 
 

@@ -30,7 +30,8 @@ COMPARISON = (("sampled", "rec", "hr@10"), ("sampled", "rec", "ndcg@10"), ("samp
               ("sampled", "search", "ndcg@10"), ("full", "rec", "recall@10"), ("full", "rec", "recall@20"),
               ("full", "search", "recall@10"), ("full", "search", "recall@20"))
 BASELINE_NAMES = {"sasrec": "SASRec", "bm25": "BM25", "dense": "dense (MiniLM)",
-                  "match-popularity": "match-popularity", "popularity": "popularity"}
+                  "match-popularity": "match-popularity", "content": "content (MiniLM)",
+                  "popularity": "popularity"}
 
 
 def format_comparison(metrics: dict, split: str = "test", group: str | None = None) -> str:

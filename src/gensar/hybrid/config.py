@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from gensar.config import require
 
-REC_SCORERS = ("sasrec", "popularity")
+REC_SCORERS = ("sasrec", "content", "popularity")
 SEARCH_SCORERS = ("bm25", "dense", "match-popularity", "popularity")
-KNOWN_SCORERS = ("sasrec", "popularity", "bm25", "dense", "match-popularity")
+KNOWN_SCORERS = ("sasrec", "content", "popularity", "bm25", "dense", "match-popularity")
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class HybridConfig:
     # a CPU), and shallower proposal depths than ``depth`` (fewer candidates to score exactly). None
     # below 20 by default: the fused top 20 then always can hold each proposer's own top 20, so
     # Recall@20 never falls below a part's for want of candidates.
-    prunable: tuple[str, ...] = ("dense",)
+    prunable: tuple[str, ...] = ("dense", "content")
     fit_depths: tuple[int, ...] = (20,)
     # Narrower generative beams the fit also runs on valid (its candidates' exact scores do not
     # depend on the beam), so a plan may propose with fewer beams where that loses nothing. Depths
@@ -51,8 +51,9 @@ class HybridConfig:
             for name in getattr(self, key):
                 require(name in KNOWN_SCORERS, f"hybrid.{key}", f"unknown scorer '{name}' (known: "
                         f"{', '.join(KNOWN_SCORERS)})")
-        require("sasrec" not in self.search_scorers, "hybrid.search_scorers",
-                "sasrec ranks by history only; it is a recommendation scorer")
+        for name in ("sasrec", "content"):
+            require(name not in self.search_scorers, "hybrid.search_scorers",
+                    f"{name} ranks by history only; it is a recommendation scorer")
         require(self.l2 >= 0, "hybrid.l2", "must be >= 0")
         require(self.folds >= 2, "hybrid.folds", "must be >= 2")
         require(self.fit_examples >= 0, "hybrid.fit_examples", "must be >= 0")

@@ -8,11 +8,17 @@ requests, so each scorer's raw catalog scores pass through one normalizer, picke
     sasrec            log-softmax of SASRec's logits over the catalog
     bm25              BM25 score / the request's best BM25 score over the catalog (0 when none matches)
     dense             cosine of query and item embeddings
+    content           cosine of the user's recent items' mean embedding and the item's
     match-popularity  the baseline's own score: 1 + a popularity prior in [0, 1) when the item
                       contains every query word, else the prior alone (so this part alone ranks
                       exactly as the match-popularity baseline, which the fit's fallback can then pick)
     popularity        log(1 + clicks) / log(1 + most clicks)
     seen              1 when the user clicked the item before (repeat behaviour differs by dataset)
+    new               1 for an item added after training (``gensar add-items``, cold items): the
+                      generative model and SASRec never saw it, so their features of it are the
+                      request's mean over its trained candidates (no evidence either way) and this
+                      indicator lets a fit on new targets learn what such an item is worth; a fit
+                      without any (a catalog without added items) leaves its weight ~0
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import numpy as np
 
 GENERATIVE = "generative"
 SEEN = "seen"
+NEW = "new"
+UNTRAINED = (GENERATIVE, "sasrec")  # features learned from interactions: no evidence on a new item
 BEAM = "beam"  # proposal sources beside the scorers: the generative beam, exact-title matches
 TITLE = "title"
 
@@ -30,7 +38,7 @@ Normalizer = Callable[[np.ndarray], np.ndarray]  # catalog scores [B, N] -> feat
 
 
 def feature_names(scorers: Sequence[str]) -> tuple[str, ...]:
-    return (GENERATIVE, *scorers, SEEN)
+    return (GENERATIVE, *scorers, SEEN, NEW)
 
 
 def beam_source(width: int) -> str:
@@ -40,7 +48,7 @@ def beam_source(width: int) -> str:
 
 def fusion_scorers(fusion) -> tuple[str, ...]:
     """The scorers whose features a fusion (``LinearFusion``) was fitted on."""
-    return tuple(f for f in fusion.features if f not in (GENERATIVE, SEEN))
+    return tuple(f for f in fusion.features if f not in (GENERATIVE, SEEN, NEW))
 
 
 def normalizer(name: str) -> Normalizer:
@@ -49,6 +57,7 @@ def normalizer(name: str) -> Normalizer:
         "sasrec": _log_softmax,
         "bm25": _over_row_max,
         "dense": _identity,
+        "content": _identity,
         "match-popularity": _identity,
         "popularity": _log_over_max,
     }
@@ -91,6 +100,14 @@ def seen_feature(histories: Sequence[Sequence[int]], candidates: np.ndarray) -> 
         if history:
             out[b] = np.isin(candidates[b], np.fromiter(history, dtype=np.int64))
     return np.where(candidates >= 0, out, 0.0)
+
+
+def impute_new(column: np.ndarray, new: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``column`` [B, C] with its new items' entries replaced by the mean over the request's valid
+    trained candidates (0 where it has none)."""
+    known = valid & ~new
+    mean = np.where(known, column, 0.0).sum(axis=1) / np.maximum(known.sum(axis=1), 1)  # [B]
+    return np.where(new & valid, mean[:, None], column)
 
 
 def top_rows(scores: np.ndarray, k: int) -> np.ndarray:

@@ -36,11 +36,16 @@ from gensar.errors import GensarError
 from gensar.hybrid.config import HybridConfig
 from gensar.hybrid.features import (
     BEAM,
+    GENERATIVE,
+    NEW,
+    SEEN,
     TITLE,
+    UNTRAINED,
     beam_source,
     feature_names,
     fusion_scorers,
     gather,
+    impute_new,
     normalizer,
     seen_feature,
     source_ranks,
@@ -75,7 +80,10 @@ class Candidates:
 
 class HybridRanker:
     def __init__(self, cfg: HybridConfig, generative: GenerativeScorer, scorers: Mapping[str, Scorer],
-                 fusions: Mapping[str, LinearFusion] | None = None, titles: Sequence[str] = ()) -> None:
+                 fusions: Mapping[str, LinearFusion] | None = None, titles: Sequence[str] = (),
+                 trained_items: int | None = None) -> None:
+        """``trained_items``: the catalog rows the generative model and SASRec trained on (the first
+        ones; rows from there on are new: cold or added items); default every row of ``titles``."""
         for behavior in ("rec", "search"):
             missing = [s for s in cfg.scorers(behavior) if s not in scorers]
             if missing:
@@ -93,6 +101,7 @@ class HybridRanker:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gensar-retrievers")
         self.by_title: dict[str, list[int]] = {}
         self._add_titles(titles)
+        self.trained_items = len(self.titles) if trained_items is None else trained_items
 
     def _add_titles(self, titles: Sequence[str]) -> None:
         for row, title in enumerate(titles, start=len(self.titles)):
@@ -114,7 +123,7 @@ class HybridRanker:
 
     def with_fusions(self, fusions: Mapping[str, LinearFusion]) -> HybridRanker:
         """The same retrievers with other fusion weights (e.g. the sampled protocol's)."""
-        return HybridRanker(self.cfg, self.generative, self.scorers, fusions, self.titles)
+        return HybridRanker(self.cfg, self.generative, self.scorers, fusions, self.titles, self.trained_items)
 
     def scorer_names(self, behavior: str) -> tuple[str, ...]:
         """The scorers a request of ``behavior`` runs: the fitted fusion's, else the config's."""
@@ -130,7 +139,10 @@ class HybridRanker:
         return fusion.beam if fusion is not None and fusion.beam > 0 else self.cfg.beam_size
 
     def feature_names(self, behavior: str) -> tuple[str, ...]:
-        return feature_names(self.scorer_names(behavior))
+        """The fitted fusion's features (a fusion written before the ``new`` feature lacks it), else
+        the config's."""
+        fusion = self.fusions.get(behavior)
+        return fusion.features if fusion is not None else feature_names(self.scorer_names(behavior))
 
     def candidates(self, behavior: str, requests: Sequence[Request], inputs: torch.Tensor,
                    given: np.ndarray | None = None, extra_beams: Sequence[int] = ()) -> Candidates:
@@ -158,11 +170,16 @@ class HybridRanker:
             catalog = self._catalog_scores(names, requests)
             items = np.asarray(given, dtype=np.int64)
             sources, ranks = (), np.zeros(items.shape + (0,), dtype=np.int32)
-        cols = [self.generative.score(behavior, inputs, items, self.cfg.candidate_chunk, known)]
-        cols += [gather(normalizer(name)(catalog[name]), items) for name in names]
-        cols.append(seen_feature([r.history for r in requests], items))
-        feats = np.stack(cols, axis=-1)  # [B, C, F]
-        feats = np.where((items >= 0)[..., None], feats, 0.0)
+        valid = items >= 0
+        new = valid & (items >= self.trained_items)
+        cols = {GENERATIVE: self.generative.score(behavior, inputs, items, self.cfg.candidate_chunk, known)}
+        cols |= {name: gather(normalizer(name)(catalog[name]), items) for name in names}
+        cols[SEEN] = seen_feature([r.history for r in requests], items)
+        cols[NEW] = new.astype(np.float64)
+        if new.any():
+            cols |= {name: impute_new(cols[name], new, valid) for name in UNTRAINED if name in cols}
+        feats = np.stack([cols[name] for name in self.feature_names(behavior)], axis=-1)  # [B, C, F]
+        feats = np.where(valid[..., None], feats, 0.0)
         pinned = np.zeros(items.shape, dtype=bool)
         if behavior == "search" and self.by_title:
             exact = self._title_rows(requests)  # [B, T]

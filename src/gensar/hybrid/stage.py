@@ -10,10 +10,11 @@ RUN_DIR/hybrid/
   config.yaml       the HybridConfig
 
 With cold items (``gensar prepare --cold-items``) the SASRec retriever trains on the warm catalog
-(``PreparedData.training_view``) and scores the cold items as items added since (each request's
-lowest logit); everything else ranks the whole catalog, the cold items with the identifiers the
-cold stage gave them. The fusion is fitted on the valid examples as they are, cold targets
-included (about the share a catalog renewed at that rate would show).
+(``PreparedData.training_view``); everything else ranks the whole catalog, the cold items with the
+identifiers the cold stage gave them. In the fusion a cold item is ``new``: its generative and SASRec
+features are the request's mean over its trained candidates (``gensar.hybrid.features``). The fusion
+is fitted on the valid examples as they are, cold targets included (about the share a catalog
+renewed at that rate would show), so the ``new`` weight says what a new item is worth.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def load_ranker(run_dir: Path, data: PreparedData, trained: TrainedModel, cfg: H
     sasrec = load_sasrec_scorer(hybrid / "sasrec", data) if "sasrec" in cfg.rec_scorers else None
     scorers = build_scorers(cfg, data, sasrec, hybrid / "cache")
     return HybridRanker(cfg, generative_scorer(trained, data), scorers, load_fusions(hybrid, protocol),
-                        titles=data.items["title"].tolist())
+                        titles=data.items["title"].tolist(), trained_items=data.trained_items)
 
 
 def fit_hybrid(run_dir: str | Path, cfg: HybridConfig, sasrec_cfg: SASRecConfig, max_examples: int = 0,
@@ -128,7 +129,7 @@ def fit_hybrid(run_dir: str | Path, cfg: HybridConfig, sasrec_cfg: SASRecConfig,
             if len(warm.items) < len(data.items):
                 sasrec.add_items(data, len(warm.items))  # the cold items: never trained on
         ranker = HybridRanker(cfg, generative_scorer(trained, data), build_scorers(cfg, data, sasrec, tmp / "cache"),
-                              titles=data.items["title"].tolist())
+                              titles=data.items["title"].tolist(), trained_items=data.trained_items)
         encoder = trained.encoder(data)
         fusions: dict[str, dict] = {}
         report: dict[str, dict] = {}
@@ -253,7 +254,7 @@ def baseline_metrics(run_dir: str | Path, splits: tuple[str, ...], max_examples:
     data = PreparedData.load(run / "data")
     sasrec_dir = run / HYBRID_DIR / "sasrec"
     sasrec = load_sasrec_scorer(sasrec_dir, data) if (sasrec_dir / "model.pt").is_file() else None
-    names = ("popularity", "bm25", "dense", "match-popularity")
+    names = ("popularity", "bm25", "dense", "match-popularity", "content")
     scorers: dict[str, Scorer] = {n: build_scorer(n, data, run / HYBRID_DIR / "cache") for n in names}
     if sasrec is not None:
         scorers["sasrec"] = sasrec
