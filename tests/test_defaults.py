@@ -33,6 +33,9 @@ def test_default_config_validates_on_valid_and_keeps_overrides():
     assert cfg.data.source == "some/dir" and cfg.ids.rqvae.codebook_size == 128
     assert cfg.eval.splits == ("valid", "test") and cfg.hybrid.enabled
     assert cfg.model.train.epochs == 3 and cfg.model.train.patience == 2 and cfg.model.train.eval_every == 1
+    # the task mix and optimizer the valid splits of two datasets backed (module doc)
+    tasks, train = cfg.model.tasks, cfg.model.train
+    assert (tasks.adhoc, tasks.next_item, tasks.adhoc_logged, train.lr, train.weight_decay) == (2.0, 1.0, 1.0, 2e-3, 0.3)
     with pytest.raises(ConfigError, match="train.epochs': must be >= 1"):
         default_config("some/dir", size, ["model.train.epochs=0"])
 
