@@ -65,6 +65,10 @@ class T5BeamDecoder:
         self.self_k: list[torch.Tensor] = []  # per layer [R, H, t, d_kv]
         self.self_v: list[torch.Tensor] = []
         self.past = 0  # decoder tokens already cached
+        # The state after ``start`` per prefix, shared with every ``fresh`` copy: scoring after a beam
+        # search starts from the very state the beam started from (cached tensors are never written
+        # in place, only replaced).
+        self._started: dict[tuple, tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]] = {}
 
     def fresh(self) -> T5BeamDecoder:
         """A decoder over the same encoded inputs with no decoder tokens fed yet: a second decode
@@ -75,8 +79,17 @@ class T5BeamDecoder:
 
     def start(self, prefix_tokens: torch.Tensor) -> torch.Tensor:
         """Feed ``[start] + prefix_tokens`` [B, P]; hidden state for the next token [B, d]."""
+        if self.past:
+            raise GensarError("start() on a decoder already fed tokens (use fresh())")
+        key = (tuple(prefix_tokens.shape), tuple(prefix_tokens.reshape(-1).tolist()))
+        if key in self._started:
+            hidden, self_k, self_v = self._started[key]
+            self.self_k, self.self_v, self.past = list(self_k), list(self_v), prefix_tokens.shape[1] + 1
+            return hidden
         start = torch.full((prefix_tokens.shape[0], 1), self.start_token_id, device=self.device)
-        return self._forward(torch.cat([start, prefix_tokens.to(self.device, torch.long)], dim=1))
+        hidden = self._forward(torch.cat([start, prefix_tokens.to(self.device, torch.long)], dim=1))
+        self._started[key] = (hidden, list(self.self_k), list(self.self_v))
+        return hidden
 
     def advance(self, origin: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Row r continues row ``origin[r]`` (same example) with ``tokens[r]`` (-1 = pad); [R, d]."""
