@@ -122,22 +122,26 @@ def test_report_shows_the_whole_catalog_table_next_to_the_sampled_one(tmp_path):
     assert "Whole catalog" not in (out2 / "report.md").read_text()  # no run measured it: one table
 
 
-def test_a_hybrid_run_gives_a_row_for_the_generative_model_alone(tmp_path):
+def test_a_hybrid_run_gives_rows_for_the_generative_model_alone_and_its_baselines(tmp_path):
     from gensar.report import read_runs
 
-    def block(v):
-        return {b: {k: v for k in METRICS} | {"n": 3} for b in ("rec", "search")}
+    def block(v, behaviors=("rec", "search")):
+        return {b: {k: v for k in METRICS} | {"n": 3} for b in behaviors}
 
     run = tmp_path / "hyb"
     run.mkdir()
     (run / "metrics.json").write_text(json.dumps({
         "method": "gensar", "ranker": "hybrid", "valid": block(0.5), "test": block(0.6),
-        "generative": {"valid": block(0.2), "test": block(0.3)}}))
+        "generative": {"valid": block(0.2), "test": block(0.3)},
+        "baselines": {"bm25": {"valid": block(0.4, ("search",)), "test": block(0.45, ("search",))},
+                      "sasrec": {"valid": block(0.35, ("rec",)), "test": block(0.55, ("rec",))}}}))
     rows = read_runs(run)
-    assert [r["name"] for r in rows] == ["hyb", "hyb (generative)"]
+    assert [r["name"] for r in rows] == ["hyb", "hyb (generative)", "hyb (BM25)", "hyb (SASRec)"]
     assert rows[0]["metrics"]["test"]["rec"]["hr@10"] == 0.6
     assert rows[1]["metrics"]["test"]["search"]["hr@10"] == 0.3
-    assert [r["name"] for r in group_runs(rows)] == ["hyb", "hyb (generative)"]
+    assert rows[2]["metrics"]["test"] == {"search": block(0.45, ("search",))["search"]}
+    assert rows[3]["metrics"]["valid"]["rec"]["hr@10"] == 0.35 and rows[3]["train_seconds"] is None
+    assert [r["name"] for r in group_runs(rows)] == ["hyb", "hyb (generative)", "hyb (BM25)", "hyb (SASRec)"]
 
 
 def test_report_puts_valid_and_test_side_by_side(tmp_path):

@@ -59,8 +59,9 @@ def read_run(path: str | Path) -> dict:
 
 
 def read_runs(path: str | Path) -> list[dict]:
-    """The rows of one run: its served ranker, and for a hybrid run also the generative model
-    alone (``metrics.json`` → ``generative``) as "NAME (generative)"."""
+    """The rows of one run: its served ranker, for a hybrid run also the generative model alone
+    (``metrics.json`` → ``generative``) as "NAME (generative)", and each baseline the run measured on
+    its own examples (``baselines``) as "NAME (BASELINE)"."""
     row = read_run(path)
     file = Path(path) / "metrics.json" if Path(path).is_dir() else Path(path)
     raw = json.loads(file.read_text(encoding="utf-8"))
@@ -69,7 +70,7 @@ def read_runs(path: str | Path) -> list[dict]:
         metrics, full = _blocks(raw["generative"])
         rows.append(row | {"name": f"{row['name']} (generative)", "ranker": "generative", "metrics": metrics,
                            "full_ranking": full})
-    if _has_groups(row) and isinstance(raw.get("baselines"), dict):  # the same cold and warm examples
+    if isinstance(raw.get("baselines"), dict):  # on the same examples (and cold and warm groups)
         for name, block in raw["baselines"].items():
             metrics, full = _blocks(block)
             rows.append(row | {"name": f"{row['name']} ({BASELINE_NAMES.get(name, name)})", "ranker": name,
