@@ -214,6 +214,9 @@ def test_hybrid_ranks_a_new_item_for_its_title_and_marks_it_new(run, tmp_path, c
     assert not cands.pinned[0, column]
     assert row in engine.ranker.scorers["bm25"].scores([Request(query, ())])[0].argsort()[-1:]
     assert len(engine.ranker.generative.codes["search"]) == len(service.item_ids)
+    # dense search and content recommendation share one text-embedding matrix, grown once
+    dense, content = engine.ranker.scorers["dense"], engine.ranker.scorers["content"]
+    assert dense.embeddings is content.embeddings and len(dense.items) == len(service.item_ids)
     trained = cands.valid[0] & (cands.items[0] < engine.ranker.trained_items)
     assert trained.sum() >= 1 and engine.ranker.trained_items == len(PreparedData.load(run / "data").items)
     gen, new = cands.features[0, :, names.index("generative")], cands.features[0, :, names.index("new")]

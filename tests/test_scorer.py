@@ -54,7 +54,7 @@ def test_content_scores_the_recency_weighted_history_profile_by_hand(data):
 
     scorer = build_scorer("content", data)
     assert isinstance(scorer, ContentScorer) and scorer.behaviors == ("rec",)
-    scorer.items = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32)  # 3 unit items
+    scorer.embeddings.matrix = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32)  # 3 unit items
     scorer.decay, scorer.max_len = 0.5, 2
     got = scorer.scores([Request("", (2, 1, 0)), Request("", ())])  # newest two: 1 (weight 0.5), 0 (1)
     profile = np.array([1.0, 0.5]) / np.hypot(1.0, 0.5)

@@ -10,15 +10,13 @@ A user with no history gets 0 for every item.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from gensar.baselines.dense import normalize
+from gensar.baselines.dense import ItemEmbeddings, normalize
 from gensar.baselines.scorer import Request
 from gensar.data.prepared import PreparedData
 from gensar.data.schema import REC
-from gensar.embed.semantic import SemanticConfig, encode_items
 
 MAX_LEN = 10  # newest history items read (the prepared histories' default window)
 DECAY = 0.7  # weight of the item one step older; 0.7 ** 9 ~ 0.04: the oldest of 10 still counts a little
@@ -28,16 +26,17 @@ class ContentScorer:
     name = "content"
     behaviors: tuple[str, ...] = (REC,)
 
-    def __init__(self, data: PreparedData, cfg: SemanticConfig, cache_dir: Path | None = None,
-                 max_len: int = MAX_LEN, decay: float = DECAY) -> None:
-        self.cfg = cfg
+    def __init__(self, embeddings: ItemEmbeddings, max_len: int = MAX_LEN, decay: float = DECAY) -> None:
+        self.embeddings = embeddings
         self.max_len = max_len
         self.decay = decay
-        self.items = normalize(encode_items(data.item_texts, cfg, cache_dir)).astype(np.float32)  # [N, d]
+
+    @property
+    def items(self) -> np.ndarray:
+        return self.embeddings.matrix  # [N, d]
 
     def add_items(self, data: PreparedData, start: int) -> None:
-        new = normalize(encode_items(data.item_texts[start:], self.cfg)).astype(np.float32)
-        self.items = np.concatenate([self.items[:start], new])
+        self.embeddings.add_items(data, start)
 
     def profiles(self, requests: Sequence[Request]) -> np.ndarray:
         """[B, d] unit-length history profile of each request (zeros without history)."""

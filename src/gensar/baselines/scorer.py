@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,9 @@ from gensar.embed.sasrec_checkpoint import load_sasrec
 from gensar.embed.sasrec_eval import pad_histories
 from gensar.errors import GensarError
 from gensar.metrics import full_ranking_tied, summarize_tied, tied_ranks
+
+if TYPE_CHECKING:
+    from gensar.baselines.dense import ItemEmbeddings
 
 BATCH_SIZE = 256
 
@@ -170,8 +173,10 @@ def sampled_metrics(ranks: Ranks, mask: np.ndarray | None = None) -> dict[str, f
 SCORERS = ("popularity", "bm25", "dense", "match-popularity", "content")
 
 
-def build_scorer(name: str, data: PreparedData, cache_dir: Path | None = None) -> Scorer:
-    """A fitted/indexed non-generative scorer; ``cache_dir`` caches the text item embeddings (dense, content)."""
+def build_scorer(name: str, data: PreparedData, cache_dir: Path | None = None,
+                 texts: ItemEmbeddings | None = None) -> Scorer:
+    """A fitted/indexed non-generative scorer; ``cache_dir`` caches the text item embeddings (dense,
+    content); ``texts``: embeddings of ``data``'s items another text scorer already holds (shared)."""
     if name == "popularity":
         from gensar.baselines.popularity import PopularityScorer
 
@@ -180,20 +185,17 @@ def build_scorer(name: str, data: PreparedData, cache_dir: Path | None = None) -
         from gensar.baselines.bm25 import BM25Scorer
 
         return BM25Scorer(data)
-    if name == "dense":
-        from gensar.baselines.dense import DenseScorer
+    if name in ("dense", "content"):
+        from gensar.baselines.content import ContentScorer
+        from gensar.baselines.dense import DenseScorer, ItemEmbeddings
         from gensar.embed.semantic import SemanticConfig
 
-        return DenseScorer(data, SemanticConfig(), cache_dir)
+        texts = texts if texts is not None else ItemEmbeddings(data, SemanticConfig(), cache_dir)
+        return DenseScorer(texts) if name == "dense" else ContentScorer(texts)
     if name == "match-popularity":
         from gensar.baselines.match_popularity import MatchPopularityScorer
 
         return MatchPopularityScorer(data)
-    if name == "content":
-        from gensar.baselines.content import ContentScorer
-        from gensar.embed.semantic import SemanticConfig
-
-        return ContentScorer(data, SemanticConfig(), cache_dir)
     raise GensarError(f"unknown baseline '{name}' (known: {', '.join(SCORERS)})")
 
 

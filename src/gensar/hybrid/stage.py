@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gensar.baselines.content import ContentScorer
+from gensar.baselines.dense import DenseScorer, ItemEmbeddings
 from gensar.baselines.scorer import SASRecScorer, Scorer, build_scorer, load_sasrec_scorer
 from gensar.config import to_yaml
 from gensar.data.prepared import PreparedData
@@ -87,8 +89,13 @@ def build_scorers(cfg: HybridConfig, data: PreparedData, sasrec: SASRecScorer | 
                 raise GensarError("hybrid: the sasrec scorer needs a trained SASRec (RUN_DIR/hybrid/sasrec)")
             out[name] = sasrec
         else:
-            out[name] = build_scorer(name, data, cache_dir)
+            out[name] = build_scorer(name, data, cache_dir, _shared_texts(out))
     return out
+
+
+def _shared_texts(scorers: dict[str, Scorer]) -> ItemEmbeddings | None:
+    """The item text embeddings a text scorer built so far holds (dense, content), else None."""
+    return next((s.embeddings for s in scorers.values() if isinstance(s, DenseScorer | ContentScorer)), None)
 
 
 def load_fusions(hybrid_dir: Path, protocol: str = "full") -> dict[str, LinearFusion]:
@@ -255,7 +262,9 @@ def baseline_metrics(run_dir: str | Path, splits: tuple[str, ...], max_examples:
     sasrec_dir = run / HYBRID_DIR / "sasrec"
     sasrec = load_sasrec_scorer(sasrec_dir, data) if (sasrec_dir / "model.pt").is_file() else None
     names = ("popularity", "bm25", "dense", "match-popularity", "content")
-    scorers: dict[str, Scorer] = {n: build_scorer(n, data, run / HYBRID_DIR / "cache") for n in names}
+    scorers: dict[str, Scorer] = {}
+    for n in names:
+        scorers[n] = build_scorer(n, data, run / HYBRID_DIR / "cache", _shared_texts(scorers))
     if sasrec is not None:
         scorers["sasrec"] = sasrec
     out: dict[str, dict] = {}
