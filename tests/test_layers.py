@@ -12,7 +12,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "gensar"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("config", "io", "errors", "runtime", "metrics", "train_utils", "locks", "ownership", "exports"),
     ("data",), ("embed",), ("ids",), ("model",), ("decode",), ("eval",), ("baselines",), ("hybrid",),
-    ("serve",), ("pipeline", "report", "defaults"), ("cli", "pipeline_cli", "__main__"),
+    ("serve",), ("pipeline", "refresh", "report", "defaults"), ("cli", "pipeline_cli", "__main__"),
 )
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 

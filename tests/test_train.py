@@ -331,13 +331,13 @@ def test_resume_before_first_checkpoint_starts_over(dirs, tmp_path):
     from gensar.data.prepared import PreparedData
     from gensar.io import atomic_write_json
     from gensar.ids.item_ids import IdMaps
-    from gensar.model.train import _fingerprint
+    from gensar.model.train_start import run_fingerprint
 
     cfg = load_config(ModelRunConfig, TINY, ["train.epochs=1", "train.progress=false"])
     train(dirs / "data", dirs / "ids", tmp_path / "fresh", cfg)
     work = tmp_path / "killed.ckpt"
     work.mkdir()
-    fp = _fingerprint(PreparedData.load(dirs / "data"), IdMaps.load(dirs / "ids"))
+    fp = run_fingerprint(PreparedData.load(dirs / "data"), IdMaps.load(dirs / "ids"))
     atomic_write_json(work / "run_config.json", {"config": to_dict(cfg), "fingerprint": fp})
     train(dirs / "data", dirs / "ids", tmp_path / "killed", None, resume=True)
     a = load_file(tmp_path / "fresh" / "model.safetensors")

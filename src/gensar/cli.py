@@ -120,6 +120,8 @@ def _add_train(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--config", default=None, help="YAML with sections tokenizer/backbone/tasks/train")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run in OUT.ckpt/")
+    p.add_argument("--init-from", default=None, metavar="MODEL_DIR",
+                   help="start from this trained model's weights (token rows matched by token; same backbone shape)")
     _common_out(p)
     return "gensar.model.cli:cli_train"
 
@@ -222,6 +224,10 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> Handler:
     p.add_argument("--force", action="store_true", help="rerun every stage")
     p.add_argument("--reuse", default=None, metavar="RUN_DIR",
                    help="copy stages that RUN_DIR finished with the same config instead of recomputing them")
+    p.add_argument("--refresh-from", default=None, metavar="RUN0",
+                   help="refresh a finished run on newer data (--data): keep RUN0's identifiers, give new items "
+                        "theirs, start from RUN0's model and train refresh.epochs (default a third); without "
+                        "--config, RUN0's pipeline.yaml with the data source replaced")
     return "gensar.pipeline_cli:cli_pipeline"
 
 

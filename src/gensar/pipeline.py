@@ -19,6 +19,9 @@ A stage is skipped on rerun when its fingerprint (its own config, plus the finge
 stages it reads, plus a hash of the source files' contents) matches the recorded one; changing a
 stage's config reruns it and everything after it. An interrupted training resumes from its
 last checkpoint when its fingerprint is unchanged, and starts over otherwise.
+
+``refresh.previous`` (``--refresh-from RUN0``, ``gensar.refresh``): the ids stage keeps RUN0's
+identifiers instead of building new ones, and the model stage starts from RUN0's weights.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from gensar.ids.stage import IdsConfig
 from gensar.io import atomic_write_json, atomic_write_text, remove_stale_temporaries
 from gensar.model.train_config import ModelRunConfig
 from gensar.ownership import MARKER, is_ours, refuse_output_over_input, write_marker
+from gensar.refresh import RefreshConfig
 
 STAGES = ("data", "ids", "model", "cold", "hybrid", "evaluate")
 COLD_START = ColdStartConfig()  # the cold stage's collaborative embedding: add-items' default (ridge)
@@ -66,6 +70,7 @@ class PipelineConfig:
     model: ModelRunConfig = field(default_factory=ModelRunConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    refresh: RefreshConfig = field(default_factory=RefreshConfig)  # gensar.refresh (--refresh-from)
 
 
 def active_stages(cfg: PipelineConfig) -> tuple[str, ...]:
@@ -96,7 +101,11 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, force: bool = False,
     inputs = [("--reuse", donor)] if donor is not None else []
     if cfg.data.source != "synthetic":
         inputs.append(("data.source", cfg.data.source))
+    if cfg.refresh.enabled:
+        inputs.append(("--refresh-from", cfg.refresh.previous))
     refuse_output_over_input([("--out", run)], inputs)
+    if cfg.refresh.enabled:
+        _check_refresh(cfg)
     created = claim_run_dir(run)
     try:
         return _run_stages(cfg, run, force, donor)
@@ -106,6 +115,16 @@ def run_pipeline(cfg: PipelineConfig, run_dir: str | Path, force: bool = False,
         raise
     finally:
         locks.release(run / LOCK_NAME)
+
+
+def _check_refresh(cfg: PipelineConfig) -> None:
+    from gensar.config import load_config
+    from gensar.refresh import check_previous
+
+    previous = Path(cfg.refresh.previous)
+    if not (previous / "pipeline.yaml").is_file():
+        raise GensarError(f"{previous}: not a pipeline run directory (no pipeline.yaml) to refresh from")
+    check_previous(previous, cfg.ids, cfg.model, load_config(PipelineConfig, previous / "pipeline.yaml", []))
 
 
 def claim_run_dir(run: Path) -> bool:
@@ -225,7 +244,15 @@ def _run_stage(stage: str, cfg: PipelineConfig, run: Path, fp: str) -> None:
         from gensar.data.prepared import PreparedData
         from gensar.ids.stage import build_ids
 
-        build_ids(PreparedData.load(run / "data"), cfg.ids, run / "ids", overwrite=True)
+        if cfg.refresh.enabled:
+            from gensar.ids.refresh import refresh_ids
+            from gensar.refresh import served_ids
+
+            previous = Path(cfg.refresh.previous)
+            refresh_ids(PreparedData.load(run / "data"), previous / "ids", served_ids(previous), run / "ids",
+                        COLD_START, overwrite=True)
+        else:
+            build_ids(PreparedData.load(run / "data"), cfg.ids, run / "ids", overwrite=True)
     elif stage == "model":
         from gensar.model.checkpoint import checkpoint_dir
         from gensar.model.train import train
@@ -237,7 +264,13 @@ def _run_stage(stage: str, cfg: PipelineConfig, run: Path, fp: str) -> None:
         if interrupted and not resume:
             print("[pipeline] model: config, data or IDs changed since the interrupted training; starting over")
         atomic_write_text(started, fp)
-        train(run / "data", run / "ids", run / "model", cfg.model, resume=resume, overwrite=True)
+        if cfg.refresh.enabled:
+            from gensar.refresh import refresh_model_config
+
+            train(run / "data", run / "ids", run / "model", refresh_model_config(cfg.model, cfg.refresh),
+                  resume=resume, overwrite=True, init_from=Path(cfg.refresh.previous) / "model")
+        else:
+            train(run / "data", run / "ids", run / "model", cfg.model, resume=resume, overwrite=True)
     elif stage == "cold":
         from gensar.data.prepared import PreparedData
         from gensar.ids.cold_items import COLD_DIR, build_cold_ids
@@ -284,6 +317,10 @@ def _fingerprint(stage: str, cfg: PipelineConfig, upstream: str) -> str:
     payload = {"stage": stage, "config": to_dict(own), "upstream": upstream}
     if stage == "hybrid":  # its SASRec retriever trains with the ID stage's SASRec settings
         payload["sasrec"] = to_dict(cfg.ids.sasrec)
+    if stage in ("ids", "model") and cfg.refresh.enabled:  # what they carry over from the previous run
+        from gensar.refresh import previous_state
+
+        payload["refresh"] = {**to_dict(cfg.refresh), "state": previous_state(Path(cfg.refresh.previous))}
     if stage == "data" and cfg.data.source != "synthetic":
         payload["source_files"] = _source_digests(Path(cfg.data.source))
     blob = json.dumps(payload, sort_keys=True, default=str).encode()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from gensar.config import load_config
 from gensar.errors import ConfigError
@@ -18,7 +19,7 @@ from gensar.report import write_report
 
 
 def cli_pipeline(args: argparse.Namespace) -> int:
-    cfg = pipeline_config(args.config, args.data, args.overrides)
+    cfg = pipeline_config(args.config, args.data, args.overrides, args.refresh_from)
     metrics = run_pipeline(cfg, args.out, force=args.force, reuse=args.reuse)
     print(format_metrics(metrics))
     if metrics.get("baselines"):
@@ -33,9 +34,20 @@ def print_comparisons(metrics: dict, split: str = "test") -> None:
         print(format_comparison(metrics, split, group))
 
 
-def pipeline_config(config: list[str] | None, data: str | None, overrides: list[str]) -> PipelineConfig:
+def pipeline_config(config: list[str] | None, data: str | None, overrides: list[str],
+                    refresh_from: str | None = None) -> PipelineConfig:
     """``--config`` files (``--data`` replaces their data source), or with ``--data`` alone the
-    default config for that data's size (``gensar.defaults``); ``--set`` applies over either."""
+    default config for that data's size (``gensar.defaults``); ``--set`` applies over either.
+    ``--refresh-from RUN0`` without ``--config``: RUN0's ``pipeline.yaml`` (``gensar.refresh``)."""
+    if refresh_from is not None:
+        overrides = [f"refresh.previous={refresh_from}", *overrides]
+        if not config:
+            if not data:
+                raise ConfigError("--refresh-from needs --data DIR: the newer data to refresh the run with")
+            previous = Path(refresh_from) / "pipeline.yaml"
+            if not previous.is_file():
+                raise ConfigError(f"{previous}: missing (--refresh-from names a pipeline run directory)")
+            config = [str(previous)]
     if not config and not data:
         raise ConfigError("give --config FILE, or --data DIR for the default config of that data")
     if config:

@@ -22,6 +22,7 @@ from gensar.data.prepared import SPLITS, PreparedData
 from gensar.data.queries import apply_search_protocol, build_item_queries
 from gensar.data.schema import BEHAVIORS, SEARCH, RawDataset, validate
 from gensar.data.splits import leave_one_out
+from gensar.data.time_cut import first_events
 from gensar.errors import GensarError
 
 
@@ -49,6 +50,9 @@ class PrepareConfig:
     # Cold-start evaluation: a seeded fraction of items is new (never seen in training, given
     # identifiers after it; see gensar.data.cold). 0 = off (and left out of manifests and fingerprints).
     cold_items: float = omitted_at_default(0.0)
+    # Each user's first fraction of events and the items they name (gensar.data.time_cut): the
+    # older part of the log, for a refresh benchmark. 1 = everything (left out of manifests).
+    history_fraction: float = omitted_at_default(1.0)
 
     def validate(self) -> None:
         # upper bounds: the CLI flags skip the config's 64-bit check, and numpy/pandas overflow
@@ -61,6 +65,8 @@ class PrepareConfig:
         require(self.query_max_words >= 1, "query_max_words", "must be >= 1")
         require(0.0 <= self.cold_items < 1.0, "cold_items", f"must be in [0, 1) (a fraction of the items), "
                 f"got {self.cold_items}")
+        require(0.0 < self.history_fraction <= 1.0, "history_fraction",
+                f"must be in (0, 1] (a fraction of each user's events), got {self.history_fraction}")
         self.bm25.validate()
 
 
@@ -89,6 +95,7 @@ def prepare(raw: RawDataset, cfg: PrepareConfig, progress: bool = False) -> Prep
     title_of = dict(zip(items["item_id"], items["title"], strict=True))
     events = apply_search_protocol(core.events, query_of, protocol, cfg.search_ratio, cfg.seed,
                                    cfg.query_source, title_of, cfg.query_max_words)
+    events, items = first_events(events, items, cfg.history_fraction)
 
     cold = choose_cold_items(items["item_id"].tolist(), cfg.cold_items, cfg.seed)
     cold_events = cold_event_mask(events, cold)

@@ -127,9 +127,12 @@ class IdExtender:
         codes = level_codes(self.model, *self.embed(items, catalog))
         return self.place(items["item_id"].tolist(), codes, existing)
 
-    def place(self, item_ids: list[str], codes: LevelCodes, existing: IdMaps) -> IdMaps:
+    def place(self, item_ids: list[str], codes: LevelCodes, existing: IdMaps,
+              vocabulary: frozenset[str] | None = None) -> IdMaps:
         """Identifiers of new items from their ``codes`` (``level_codes`` of their embeddings),
-        beside the ``existing`` ones; the returned maps hold the new items only, in order."""
+        beside the ``existing`` ones; the returned maps hold the new items only, in order.
+        ``vocabulary``: the tokens they may use, if not the trained model's (a model trained again)."""
+        vocabulary = self.vocabulary if vocabulary is None else vocabulary
         out: dict[str, list[tuple[str, ...]]] = {}
         for kind in (SEMANTIC, COLLABORATIVE):
             c = codes[kind]
@@ -140,7 +143,7 @@ class IdExtender:
                     found.append(out[SEMANTIC][row])  # single-embedding variants: one ID serves both
                     continue
                 tokens = nearest_free_id(c.codes[row], [d[row] for d in c.distances], c.names, c.suffix_name,
-                                         index, self.vocabulary)
+                                         index, vocabulary)
                 index.add(tokens)
                 found.append(tokens)
             out[kind] = found

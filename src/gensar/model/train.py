@@ -32,8 +32,6 @@ behaviors.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import shutil
 import sys
@@ -45,12 +43,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from gensar.config import from_dict, to_dict
+from gensar.config import to_dict
 from gensar.data.prepared import PreparedData
 from gensar.data.schema import BEHAVIORS, REC, SEARCH
-from gensar.errors import ConfigError, GensarError
+from gensar.errors import GensarError
 from gensar.ids.item_ids import IdMaps
-from gensar.io import atomic_dir, atomic_write_json, check_output_dir
+from gensar.io import atomic_dir, atomic_write_json
 from gensar.model.backbone import build_backbone, count_parameters, load_pretrained_backbone, save_model
 from gensar.model.batching import bucket_key, collate, length_bucketed
 from gensar.model.checkpoint import (
@@ -73,10 +71,12 @@ from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
 from gensar.model.samples import Sample, TaskMix, build_samples, example_samples
 from gensar.model.task_config import TaskConfig
 from gensar.model.tokenizer import build_tokenizer, load_tokenizer
+from gensar.model.train_start import check_start, run_fingerprint
+from gensar.model.warm_start import warm_start
 from gensar.model.train_config import ModelRunConfig, TrainConfig
 from gensar.runtime import configure_threads, seed_everything
 from gensar.train_utils import param_groups
-from gensar.ownership import is_ours, write_marker
+from gensar.ownership import write_marker
 
 __all__ = ["TrainResult", "train", "trained_behaviors"]
 
@@ -98,18 +98,23 @@ def train(
     cfg: ModelRunConfig | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train on a prepared data dir with the item IDs at ``ids_path``; write the best model to ``out``.
 
     ``cfg`` None means the defaults, or, with ``resume``, the interrupted run's config.
+    ``init_from``: a trained model directory whose weights the model starts from
+    (``gensar.model.warm_start``) instead of a fresh initialization.
     """
     env = DistEnv.from_env()
     out, work = Path(out), checkpoint_dir(out)
     data = PreparedData.load(data_dir).training_view()  # without cold items (gensar.data.cold)
     ids = IdMaps.load(ids_path)
     ids.require_items(data.items["item_id"].tolist(), ids_path)
-    fingerprint = _fingerprint(data, ids)
-    cfg = _check_start(out, work, cfg, fingerprint, resume, overwrite, env.is_main)
+    fingerprint = run_fingerprint(data, ids)
+    if init_from is not None:
+        fingerprint["init_from"] = str(init_from)
+    cfg = check_start(out, work, cfg, fingerprint, resume, overwrite, env.is_main)
     device = select_device(cfg.train.device, env)
     cfg.train.check_device(device)
     if cfg.train.threads > 0:
@@ -121,49 +126,16 @@ def train(
     try:
         barrier(env)  # every rank has checked the directories before rank 0 touches them
         if env.is_main and not resume:
-            shutil.rmtree(work, ignore_errors=True)  # _check_start made sure it is ours
+            shutil.rmtree(work, ignore_errors=True)  # check_start made sure it is ours
             work.mkdir(parents=True)
             write_marker(work, "checkpoint")
             atomic_write_json(work / "run_config.json", {"config": to_dict(cfg), "fingerprint": fingerprint})
-        return _run(data, ids, out, work, cfg, resume, overwrite, env, device)
+        return _run(data, ids, out, work, cfg, resume, overwrite, env, device, init_from)
     finally:
         if env.distributed:
             import torch.distributed as dist
 
             dist.destroy_process_group()
-
-
-def _check_start(
-    out: Path, work: Path, cfg: ModelRunConfig | None, fingerprint: dict, resume: bool, overwrite: bool,
-    is_main: bool = True,
-) -> ModelRunConfig:
-    """Refuse to clobber output or to resume something else; the config this run uses.
-
-    Only rank 0 locks the output: the other ranks of one torchrun are not second writers.
-    """
-    check_output_dir(out, overwrite, lock=is_main)
-    if resume:
-        if not (work / "run_config.json").is_file():
-            raise GensarError(f"{work}: no interrupted run to resume (no run_config.json)")
-        saved = json.loads((work / "run_config.json").read_text(encoding="utf-8"))
-        saved_cfg = from_dict(ModelRunConfig, saved["config"])
-        if cfg is not None and cfg != saved_cfg:
-            key = _first_difference(to_dict(saved_cfg), to_dict(cfg))
-            raise ConfigError(
-                f"config key '{key}' differs from the interrupted run in {work} "
-                "(resume without --config/--set, or start over with --overwrite)"
-            )
-        if saved["fingerprint"] != fingerprint:
-            key = _first_difference(saved["fingerprint"], fingerprint)
-            raise GensarError(f"{work}: the data or IDs differ from the interrupted run ({key})")
-        return saved_cfg
-    if work.exists() and not overwrite:
-        raise GensarError(
-            f"{work}: an interrupted run exists; pass --resume to continue it or --overwrite to start over"
-        )
-    if work.is_dir() and any(work.iterdir()) and not is_ours(work):
-        raise GensarError(f"{work}: exists, is not empty and was not written by gensar; refusing to replace it")
-    return cfg if cfg is not None else ModelRunConfig()
 
 
 def _run(
@@ -176,6 +148,7 @@ def _run(
     overwrite: bool,
     env: DistEnv,
     device: torch.device,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     from tqdm.auto import tqdm
     from transformers import get_cosine_schedule_with_warmup
@@ -198,6 +171,9 @@ def _run(
         tokenizer = load_tokenizer(work / "tokenizer")
         seed_everything(tc.seed)  # the init must not depend on what ran before
         model = build_backbone(cfg.backbone, tokenizer)
+    warm = None
+    if init_from is not None and not (resume and (work / "checkpoint.pt").is_file()):
+        warm = warm_start(model, tokenizer, init_from)  # a resumed run's checkpoint holds the weights
     model.config.use_cache = False
     model.to(device)
 
@@ -251,6 +227,7 @@ def _run(
         "prompt_style": cfg.tasks.prompt_style,
         "bf16": tc.bf16,
         "compile": tc.compile,
+        "init_from": None if init_from is None else {"model": str(init_from), **(warm or {})},
     }
     if env.is_main:
         print(
@@ -259,6 +236,9 @@ def _run(
             f"vocab {len(tokenizer)}, {env.world_size} process(es) on {device}",
             file=sys.stderr,
         )
+        if warm is not None:
+            print(f"gensar train: started from {init_from} ({warm['carried_tokens']} tokens carried, "
+                  f"{warm['new_tokens']} new)", file=sys.stderr)
 
     model.train()
     while prog.epoch < tc.epochs and not prog.stopped_early:
@@ -445,26 +425,6 @@ def _validate(
 
 
 # ---- small helpers ---------------------------------------------------------------------------------
-def _fingerprint(data: PreparedData, ids: IdMaps) -> dict[str, Any]:
-    """What must not change between an interrupted run and its resume."""
-    digest = hashlib.sha256(json.dumps(ids.to_json(), sort_keys=True).encode()).hexdigest()[:16]
-    return {
-        "items": len(data.items),
-        "events": len(data.events),
-        "examples": len(data.examples),
-        "data_source": str(data.manifest.get("source", "")),
-        "item_ids_sha256": digest,
-    }
-
-
-def _first_difference(a: Any, b: Any, where: str = "") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            if a.get(k) != b.get(k):
-                return _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else k)
-    return where
-
-
 def _jsonable(obj: Any) -> Any:
     """NaN/inf become null (JSON has neither)."""
     if isinstance(obj, float):

@@ -1,0 +1,87 @@
+"""Daily refresh: ``gensar pipeline --refresh-from RUN0`` trains a run on newer data from a previous one.
+
+The newer data (more events, more items) is prepared as usual. Then, instead of the ID stage and a
+training from scratch: every item RUN0 served (trained, cold or added through its items log) keeps
+its identifiers byte for byte, new items get identifiers from RUN0's RQ-VAE
+(``gensar.ids.refresh``), and the model starts from RUN0's weights (``gensar.model.warm_start``;
+new tokens, such as new query words, start fresh) and trains for ``refresh.epochs`` epochs (by
+default a third of ``model.train.epochs``), validated and early-stopped as any training. The
+hybrid and evaluation stages run as in any run, on the newer data.
+
+RUN0 must be a finished pipeline run whose ID and backbone settings the new config shares (the
+identifiers come from its RQ-VAE, the weights from its backbone); by default the new run takes
+RUN0's whole ``pipeline.yaml`` with only the data source replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from gensar.config import require, to_dict
+from gensar.errors import ConfigError, GensarError
+from gensar.ids.item_ids import IdMaps
+from gensar.model.train_config import ModelRunConfig
+
+__all__ = ["RefreshConfig", "check_previous", "previous_state", "refresh_model_config", "served_ids"]
+
+
+@dataclass(frozen=True)
+class RefreshConfig:
+    previous: str = ""  # the run directory to refresh from; "" = an ordinary run from scratch
+    epochs: int = 0  # training epochs of the refresh; 0 = a third of model.train.epochs (rounded down, >= 1)
+
+    def validate(self) -> None:
+        require(self.epochs >= 0, "refresh.epochs", "must be >= 0 (0 = a third of model.train.epochs)")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.previous)
+
+
+def refresh_model_config(model: ModelRunConfig, refresh: RefreshConfig) -> ModelRunConfig:
+    """The training config of the refresh: the run's, with the refresh's epoch count."""
+    epochs = refresh.epochs or max(1, model.train.epochs // 3)  # at most a third
+    return replace(model, train=replace(model.train, epochs=epochs))
+
+
+def check_previous(previous: Path, ids_config: object, model: ModelRunConfig, previous_config: object) -> None:
+    """RUN0 is a finished run whose ID stage and backbone the new run can carry over."""
+    for name, path in (("the ID stage", previous / "ids" / "item_ids.json"),
+                       ("the model", previous / "model" / "config.json"),
+                       ("the data", previous / "data" / "manifest.json")):
+        if not path.is_file():
+            raise GensarError(f"{previous}: not a finished pipeline run to refresh from ({name} is missing: {path})")
+    if to_dict(previous_config.ids) != to_dict(ids_config):
+        raise ConfigError(f"ids: differs from {previous / 'pipeline.yaml'} (a refresh keeps the previous run's "
+                          "identifiers and RQ-VAE: leave the ids section as it was)")
+    if to_dict(previous_config.model.backbone) != to_dict(model.backbone):
+        raise ConfigError(f"model.backbone: differs from {previous / 'pipeline.yaml'} (a refresh starts "
+                          "from the previous model's weights: keep its shape)")
+
+
+def served_ids(previous: Path) -> IdMaps:
+    """Every identifier RUN0 serves: its trained items', its cold items', and those of the items
+    added through its items log (``gensar add-items``, ``POST /items``; the default log path)."""
+    from gensar.data.prepared import PreparedData
+    from gensar.serve.catalog import run_catalog
+    from gensar.serve.items_log import ITEMS_LOG_NAME, read_items_log
+
+    catalog = run_catalog(previous, PreparedData.load(previous / "data"))
+    log = previous / ITEMS_LOG_NAME
+    if log.is_file():
+        catalog.replay(read_items_log(log).records, log)
+    return catalog.require_ids()
+
+
+def previous_state(previous: Path) -> str:
+    """A digest of what the refresh reads from RUN0 (its stages' fingerprints, its items log), so
+    a refreshed stage reruns when RUN0 changed."""
+    from gensar.serve.items_log import ITEMS_LOG_NAME
+
+    digest = hashlib.sha256()
+    for name in ("stages.json", ITEMS_LOG_NAME):
+        path = previous / name
+        digest.update(name.encode() + (path.read_bytes() if path.is_file() else b"-"))
+    return digest.hexdigest()[:16]
