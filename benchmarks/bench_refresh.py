@@ -77,7 +77,7 @@ def main() -> None:
     print(f"training (train + validation) seconds: before {train['before']:.0f} ({epochs['before']} epochs), "
           f"scratch {train['scratch']:.0f} ({epochs['scratch']}), refreshed {train['refreshed']:.0f} "
           f"({epochs['refreshed']}): refreshed / scratch = {train['refreshed'] / train['scratch']:.3f}")
-    print("pipeline wall seconds (this call; 0 where cached): " + ", ".join(f"{n} {w:.0f}" for n, w in wall.items()))
+    print("pipeline wall seconds in this call (a cached run only loads): " + ", ".join(f"{n} {w:.0f}" for n, w in wall.items()))
     print("\nranker      split  behavior protocol metric     scratch  refreshed  ratio   (before, older data)")
     for ranker in ("hybrid", "generative"):
         for split in ("valid", "test"):

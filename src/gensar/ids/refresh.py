@@ -28,6 +28,7 @@ from gensar.data.prepared import PreparedData
 from gensar.ids.cold_start import ColdStartConfig
 from gensar.ids.extend import IdExtender, LevelCodes, level_codes
 from gensar.ids.item_ids import ID_KINDS, IdMaps
+from gensar.ids.stage import load_embeddings
 from gensar.io import atomic_dir, atomic_write_json, atomic_write_text, check_output_dir
 
 __all__ = ["refresh_ids", "code_vocabulary"]
@@ -60,7 +61,8 @@ def refresh_ids(data: PreparedData, previous_ids_dir: str | Path, previous: IdMa
     others = [i for i, item in enumerate(ids) if item not in row_of]
 
     semantic = np.empty((len(ids), extender.trained_semantic.shape[1]), dtype=np.float32)
-    prev_collaborative = np.load(previous_ids_dir / "collaborative_emb.npy")
+    prev_collaborative = load_embeddings(previous_ids_dir / "collaborative_emb.npy", len(stage_ids.item_ids),
+                                         "collaborative_emb")  # checked: one row per identified item
     collaborative = np.empty((len(ids), prev_collaborative.shape[1]), dtype=np.float32)
     rows = [row_of[ids[i]] for i in carried]
     semantic[carried] = extender.trained_semantic[rows]
