@@ -110,3 +110,84 @@ def test_fusion_json_round_trip_and_errors():
 def test_target_columns():
     c = np.array([[5, 3, 9], [1, 2, -1]])
     np.testing.assert_array_equal(target_columns(c, np.array([9, 7])), [2, -1])
+
+
+def _new_world(n: int, c: int, seed: int):
+    """Trained candidates chosen by feature a, new ones (``new`` = 1, 30%) by feature b and a bias:
+    no single weight vector orders both kinds as the targets were drawn."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, c, 3))
+    new = rng.random((n, c)) < 0.3
+    x[..., 2] = new
+    logits = np.where(new, 2.0 * x[..., 1] - 1.0, 2.0 * x[..., 0])
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    target = np.array([rng.choice(c, p=row) for row in p])
+    return x, np.ones((n, c), dtype=bool), target
+
+
+def _mean_log_p(fusion: LinearFusion, x: np.ndarray, valid: np.ndarray, target: np.ndarray) -> float:
+    s = fusion.score(x, valid)
+    s = s - s.max(axis=1, keepdims=True)
+    return float((s[np.arange(len(s)), target] - np.log(np.exp(s).sum(axis=1))).mean())
+
+
+def test_new_candidates_get_weights_of_their_own():
+    names = ("a", "b", "new")
+    x, valid, target = _new_world(4000, 8, seed=4)
+    split = fit_fusion(names, x, valid, target, l2=0.0)
+    shared = fit_fusion(names, x, valid, target, l2=0.0, split_new=False)
+    assert shared.new_weights == () and len(split.new_weights) == 3
+    # in raw-feature units: trained candidates by a alone, new ones by b alone
+    w, wn = np.asarray(split.weights) / split.std, np.asarray(split.new_weights) / split.std
+    np.testing.assert_allclose(w[:2], [2.0, 0.0], atol=0.2)
+    np.testing.assert_allclose(wn[:2], [0.0, 2.0], atol=0.2)
+    held = _new_world(2000, 8, seed=5)
+    assert _mean_log_p(split, *held) > _mean_log_p(shared, *held) + 0.1
+    # a new candidate is scored by new_weights, a trained one by weights
+    z = (x[0] - np.asarray(split.mean)) / np.asarray(split.std)
+    expect = np.where(x[0, :, 2] > 0.5, z @ np.asarray(split.new_weights), z @ np.asarray(split.weights))
+    np.testing.assert_allclose(split.score(x[:1], valid[:1])[0], expect)
+    again = LinearFusion.from_json(split.to_json())
+    assert again == split
+    with pytest.raises(GensarError, match="new_weights needs one weight per feature"):
+        LinearFusion.from_json(split.to_json() | {"new_weights": [1.0]})
+
+
+def test_no_new_candidate_no_second_weight_vector():
+    x, valid, target = _new_world(300, 5, seed=6)
+    x[..., 2] = 0.0  # nothing new
+    assert fit_fusion(("a", "b", "new"), x, valid, target).new_weights == ()
+    # without a new feature at all, likewise
+    assert fit_fusion(("a", "b"), x[..., :2], valid, target).new_weights == ()
+
+
+def _choice(x: np.ndarray, target: np.ndarray):
+    from gensar.hybrid.evaluate import Collected
+    from gensar.hybrid.plan import Plan, PlanChoice
+    from gensar.hybrid.ranker import Candidates
+
+    n, c, _ = x.shape
+    feats = np.zeros((n, c, 4))  # generative, bm25, seen, new
+    feats[..., 0], feats[..., 1], feats[..., 3] = x[..., 0], x[..., 1], x[..., 2]
+    items = np.tile(np.arange(c), (n, 1))
+    cands = Candidates(items=items, features=feats, pinned=np.zeros((n, c), dtype=bool),
+                       source_ranks=np.zeros((n, c, 0), dtype=np.int32))
+    return PlanChoice(Plan(("bm25",), 4, 2), Collected(cands, target), {}, {})
+
+
+def test_the_fit_takes_new_weights_only_where_valid_ranks_better_with_them():
+    from gensar.hybrid.config import HybridConfig
+    from gensar.hybrid.stage import _fit_and_select
+
+    x, _, target = _new_world(1500, 8, seed=7)
+    fusion, report = _fit_and_select(_choice(x, target), HybridConfig(), "sampled")
+    variants = report["fusion_variants_cv"]
+    assert variants["new_weights"]["ndcg@10"] > variants["shared"]["ndcg@10"]
+    assert len(fusion.new_weights) == 4 and report["fusion_cv"] == variants["new_weights"]
+    # offered off, or nothing new: one weight vector
+    fusion, report = _fit_and_select(_choice(x, target), HybridConfig(new_weights=False), "sampled")
+    assert fusion.new_weights == () and set(report["fusion_variants_cv"]) == {"shared"}
+    x[..., 2] = 0.0
+    fusion, report = _fit_and_select(_choice(x, target), HybridConfig(), "sampled")
+    assert fusion.new_weights == () and set(report["fusion_variants_cv"]) == {"shared"}

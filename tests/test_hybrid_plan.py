@@ -63,9 +63,10 @@ def _collected(target_by: str, n: int = 40, seed: int = 0) -> Collected:
     items = np.tile(np.arange(6), (n, 1)) + 10 * np.arange(n)[:, None]
     col = {"beam": 0, "bm25": 2, "dense": 5}[target_by]  # the 2-wide beam's second hypothesis: col 0
     feats = rng.normal(size=(n, 6, len(NAMES)))
-    feats[:, col, 0] += 3.0  # generative
-    feats[:, col, 1] += 3.0 if target_by != "dense" else 0.0  # bm25
-    feats[:, col, 2] += 3.0 if target_by == "dense" else 0.0  # dense knows its own target
+    feats[..., NAMES.index("new")] = 0.0  # a 0/1 flag: no candidate is new here
+    feats[:, col, 0] += 5.0  # generative
+    feats[:, col, 1] += 5.0 if target_by != "dense" else 0.0  # bm25
+    feats[:, col, 2] += 5.0 if target_by == "dense" else 0.0  # dense knows its own target
     cands = Candidates(items=items, features=feats, pinned=np.zeros((n, 6), dtype=bool),
                        source_ranks=ranks, sources=sources)
     return Collected(cands=cands, target_col=np.full(n, col))

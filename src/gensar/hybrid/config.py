@@ -34,6 +34,9 @@ class HybridConfig:
     # and widths at or above ``depth`` / ``beam_size`` are ignored.
     fit_beam_sizes: tuple[int, ...] = (10,)
     l2: float = 1e-2  # ridge penalty of the fusion weights (features are standardized)
+    # New items (cold, or added to the catalog) get fusion weights of their own where valid has
+    # any among its candidates (``gensar.hybrid.fusion``); off: one weight vector for all.
+    new_weights: bool = True
     folds: int = 2  # cross-validation folds over the valid split for the reported valid figures
     # Valid examples per behavior the fusion is fitted on (evenly spaced; 0 = all): a handful of
     # weights needs few examples, and each costs the model's scoring of ~100 candidates.

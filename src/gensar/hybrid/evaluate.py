@@ -113,12 +113,13 @@ def protocol_metrics(r: Ranks, protocol: HybridProtocol, mask: np.ndarray | None
     return summarize_tied(*r) if protocol == "sampled" else full_ranking_tied(*r)
 
 
-def fit(names: Sequence[str], valid: Collected, l2: float) -> LinearFusion:
+def fit(names: Sequence[str], valid: Collected, l2: float, split_new: bool) -> LinearFusion:
     c = valid.cands
-    return fit_fusion(names, c.features, c.valid, valid.target_col, l2)
+    return fit_fusion(names, c.features, c.valid, valid.target_col, l2, split_new)
 
 
-def cross_validated_ranks(names: Sequence[str], valid: Collected, l2: float, folds: int) -> Ranks:
+def cross_validated_ranks(names: Sequence[str], valid: Collected, l2: float, folds: int,
+                          split_new: bool) -> Ranks:
     """Ranks of the valid examples, each fold scored by a fusion fitted on the other folds."""
     n = len(valid.target_col)
     fold_of = np.arange(n) % folds  # examples are in example-id order: interleave, no seed needed
@@ -128,7 +129,7 @@ def cross_validated_ranks(names: Sequence[str], valid: Collected, l2: float, fol
         test, train = fold_of == f, fold_of != f
         if not (valid.target_col[train] >= 0).any():
             continue
-        fusion = fit_fusion(names, c.features[train], c.valid[train], valid.target_col[train], l2)
+        fusion = fit_fusion(names, c.features[train], c.valid[train], valid.target_col[train], l2, split_new)
         better[test], ties[test] = ranks(fusion.score(c.features[test], c.valid[test]), valid.target_col[test])
     return better, ties
 

@@ -117,7 +117,7 @@ def choose_plan(valid: Collected, names: Sequence[str], cfg: HybridConfig, behav
     tried: list[tuple[Plan, Collected, np.ndarray, np.ndarray]] = []
     for plan in candidate_plans(cfg, behavior, protocol):
         plan_names, restricted = restrict(valid, names, plan, cfg)
-        better, ties = cross_validated_ranks(plan_names, restricted, cfg.l2, cfg.folds)
+        better, ties = cross_validated_ranks(plan_names, restricted, cfg.l2, cfg.folds, cfg.new_weights)
         tried.append((plan, restricted, expected_ndcg_each(better, ties, PLAN_NDCG_K),
                       expected_hit_rate_each(better, ties, PLAN_HIT_K[protocol])))
     full = tried[-1]  # every scorer, the full beam and depth: always acceptable

@@ -48,7 +48,7 @@ from gensar.hybrid.evaluate import (
     ranks,
 )
 from gensar.hybrid.features import feature_names
-from gensar.hybrid.fusion import LinearFusion
+from gensar.hybrid.fusion import LinearFusion, new_mask
 from gensar.hybrid.plan import PlanChoice, choose_plan, narrower_beams
 from gensar.hybrid.generative import GenerativeScorer
 from gensar.hybrid.ranker import HybridRanker
@@ -170,14 +170,22 @@ def _fit_and_select(choice: PlanChoice, cfg: HybridConfig, protocol) -> tuple[Li
     """The fusion over the chosen plan's candidates, unless one part alone ranks the valid split better
     (cross-validated ``SELECT_BY``): then that part alone, so the served ranker is never below its
     best part on valid. The fusion's objective is likelihood, not a ranking metric, and a small valid
-    split makes its weights noisy."""
+    split makes its weights noisy. Where valid holds new candidates, the fusion with weights of their
+    own (``hybrid.new_weights``) and the one with shared weights are both fitted, and valid's
+    ``SELECT_BY`` picks (the shared one on a tie): more weights fit the likelihood better, not
+    necessarily the ranking."""
     valid, names = choice.collected, feature_names(choice.plan.scorers)
     found = valid.target_col >= 0
     part_ranks = {name: feature_ranks(valid, col) for col, name in enumerate(names)}
-    cv_ranks = cross_validated_ranks(names, valid, cfg.l2, cfg.folds)
     parts = {name: protocol_metrics(r, protocol) for name, r in part_ranks.items()}
-    cv = protocol_metrics(cv_ranks, protocol)
-    fusion = dataclasses.replace(fit(names, valid, cfg.l2), depth=choice.plan.depth, beam=choice.plan.beam)
+    variant_ranks = {"shared": cross_validated_ranks(names, valid, cfg.l2, cfg.folds, False)}
+    if cfg.new_weights and new_mask(valid.cands.features, names)[valid.cands.valid].any():
+        variant_ranks["new_weights"] = cross_validated_ranks(names, valid, cfg.l2, cfg.folds, True)
+    variants = {v: protocol_metrics(r, protocol) for v, r in variant_ranks.items()}
+    chosen = max(variant_ranks, key=lambda v: (variants[v][SELECT_BY], v == "shared"))
+    split_new, cv_ranks, cv = chosen == "new_weights", variant_ranks[chosen], variants[chosen]
+    fusion = dataclasses.replace(fit(names, valid, cfg.l2, split_new), depth=choice.plan.depth,
+                                 beam=choice.plan.beam)
     best = max(parts, key=lambda n: parts[n][SELECT_BY])
     selected = "fusion"
     if parts[best][SELECT_BY] > cv[SELECT_BY]:
@@ -186,9 +194,11 @@ def _fit_and_select(choice: PlanChoice, cfg: HybridConfig, protocol) -> tuple[Li
     report = {"selected": selected, "plan": choice.plan.label, "plans_cv_ndcg@10": choice.ndcg,
               "plans_cv_hits": choice.hits,
               "weights": dict(zip(names, fusion.weights, strict=True)),
+              "new_weights": dict(zip(names, fusion.new_weights, strict=True)) if fusion.new_weights else None,
               "n": int(len(found)), "target_in_candidates": float(found.mean()),
               "mean_candidates": float(valid.cands.valid.sum(axis=1).mean()),
-              "fused_cv": cv if selected == "fusion" else parts[best], "fusion_cv": cv, "parts": parts}
+              "fused_cv": cv if selected == "fusion" else parts[best], "fusion_cv": cv,
+              "fusion_variants_cv": variants, "parts": parts}
     if valid.groups:  # the same cross-validated ranks, on the cold and the warm targets
         report["groups"] = {}
         for group, mask in valid.groups.items():
@@ -200,13 +210,15 @@ def _fit_and_select(choice: PlanChoice, cfg: HybridConfig, protocol) -> tuple[Li
             report["groups"][group] = {
                 "n": int(mask.sum()), "target_in_candidates": float(found[mask].mean()),
                 "fused_cv": g_cv if selected == "fusion" else g_parts[best], "fusion_cv": g_cv,
+                "fusion_variants_cv": {v: protocol_metrics(r, protocol, mask) for v, r in variant_ranks.items()},
                 "parts": g_parts}
     return fusion, report
 
 
 def single_feature(fusion: LinearFusion, column: int) -> LinearFusion:
     """A fusion that ranks by one feature alone (same features and depth, weight 1 on ``column``)."""
-    return dataclasses.replace(fusion, weights=tuple(1.0 if i == column else 0.0 for i in range(len(fusion.features))))
+    return dataclasses.replace(fusion, weights=tuple(1.0 if i == column else 0.0 for i in range(len(fusion.features))),
+                               new_weights=())
 
 
 def evaluate_hybrid(run_dir: str | Path, cfg: HybridConfig, split: str, max_examples: int = 0,
