@@ -237,6 +237,25 @@ def test_early_stopping_and_output_layout(dirs, tmp_path):
     }
 
 
+def test_steps_per_epoch_caps_each_epoch(dirs, tmp_path):
+    cfg = load_config(
+        ModelRunConfig,
+        TINY,
+        ["train.steps_per_epoch=2", "train.batch_size=2", "train.epochs=2", "train.patience=0",
+         "train.progress=false"],
+    )
+    res = train(dirs / "data", dirs / "ids", tmp_path / "model", cfg)
+    state = json.loads((tmp_path / "model" / "train_state.json").read_text())
+    assert state["epoch_size"] > 4  # the cap, not the data, ends each epoch
+    assert [h["samples"] for h in res.history] == [4, 4]
+    assert state["steps_per_epoch"] == 2 and state["global_steps"] == 4
+
+
+def test_steps_per_epoch_must_not_be_negative():
+    with pytest.raises(ConfigError, match="train.steps_per_epoch"):
+        load_config(ModelRunConfig, TINY, ["train.steps_per_epoch=-1"])
+
+
 # ---- checkpoints and resume ---------------------------------------------------------------------------
 def _train_cmd(dirs: Path, out: Path, *extra: str) -> list[str]:
     return [

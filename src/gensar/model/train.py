@@ -188,6 +188,9 @@ def _run(
     usable = mix.epoch_size() - mix.epoch_size() % env.world_size
     global_batch = tc.batch_size * env.world_size
     steps_per_epoch = math.ceil(usable / global_batch)
+    if tc.steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, tc.steps_per_epoch)
+    epoch_samples = min(usable, steps_per_epoch * global_batch)  # what one epoch trains on
     total_steps = steps_per_epoch * tc.epochs
     optimizer = _optimizer(model, tc)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(tc.warmup_ratio * total_steps), total_steps)
@@ -231,7 +234,7 @@ def _run(
     }
     if env.is_main:
         print(
-            f"gensar train: {usable} samples/epoch ({_fmt_counts(mix.counts())}), "
+            f"gensar train: {epoch_samples} samples/epoch{'' if epoch_samples == usable else f' of {usable}'} ({_fmt_counts(mix.counts())}), "
             f"{steps_per_epoch} steps/epoch, {meta['parameters']['total']:,} parameters, "
             f"vocab {len(tokenizer)}, {env.world_size} process(es) on {device}",
             file=sys.stderr,
@@ -298,8 +301,8 @@ def _run(
             "epoch": epoch + 1,
             "train_loss": prog.loss_sum / max(prog.step_in_epoch, 1),
             "train_seconds": prog.epoch_seconds,
-            "samples": usable,
-            "samples_per_s": usable / max(prog.epoch_seconds, 1e-9),
+            "samples": epoch_samples,
+            "samples_per_s": epoch_samples / max(prog.epoch_seconds, 1e-9),
             "lr": scheduler.get_last_lr()[0],
         }
         if env.distributed:

@@ -30,6 +30,9 @@ class TrainConfig:
     warmup_ratio: float = 0.05  # fraction of all steps with linear warm-up, then cosine decay to 0
     grad_clip: float = 1.0  # max global gradient norm; 0 = off
     max_input_len: int = 256  # tokens; the oldest history events are dropped to fit
+    # Optimizer steps per epoch, 0 = the whole epoch. A cap makes a fixed-cost run at any data
+    # size (benchmarks, a smoke run of a large config); each epoch still draws a fresh shuffle.
+    steps_per_epoch: int = 0
     eval_every: int = 1  # epochs between validations (the last epoch is always validated)
     eval_examples: int = 500  # validation examples per behavior (seeded subsample); 0 = all
     eval_batch_examples: int = 4  # examples whose candidates are scored in one decoder batch
@@ -60,6 +63,7 @@ class TrainConfig:
         require(0 <= self.warmup_ratio < 1, "train.warmup_ratio", "must be in [0, 1)")
         require(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 = off)")
         require(self.max_input_len >= 8, "train.max_input_len", "must be >= 8")
+        require(self.steps_per_epoch >= 0, "train.steps_per_epoch", "must be >= 0 (0 = the whole epoch)")
         require(self.eval_every >= 1, "train.eval_every", "must be >= 1")
         require(self.eval_examples >= 0, "train.eval_examples", "must be >= 0 (0 = all)")
         require(self.eval_batch_examples >= 1, "train.eval_batch_examples", "must be >= 1")
