@@ -21,7 +21,7 @@ here, vectorized: each user (10-20 clicks) has two preferred leaf categories and
 probability 0.8, else anywhere, popularity-weighted (log-normal). ``gensar synth``'s own story
 draws every event over the whole catalogue (O(events x items)), so at 1.7M events and 63K items it
 alone would take hours; the stages' costs depend on sizes, not on that story. Events are
-recommendation clicks only: ``gensar prepare`` turns 40% into category-query search sessions, as
+recommendation clicks only: ``gensar prepare`` turns half into category-query search sessions, as
 it does for any public log (the ``mixed`` protocol).
 
 Sizes are ``EVENTS:ITEMS`` (``60k:4k``) or the named ones of the issue: ``60k`` (60K events,
