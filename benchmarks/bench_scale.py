@@ -157,7 +157,8 @@ def child(stage: str, work: Path, opts: dict) -> dict:
         from gensar.embed.collaborative import collaborative_embeddings
         from gensar.embed.sasrec import SASRecConfig
 
-        cfg = SASRecConfig(epochs=opts["sasrec_epochs"], patience=opts["sasrec_epochs"], seed=opts["seed"])
+        cfg = SASRecConfig(loss=opts["sasrec_loss"], epochs=opts["sasrec_epochs"], patience=opts["sasrec_epochs"],
+                           seed=opts["seed"])
         emb = collaborative_embeddings(data.training_view(), cfg, progress=False)
         np.save(work / "collaborative_emb.npy", emb)
         seconds = time.perf_counter() - loaded
@@ -227,6 +228,7 @@ def stage_command(stage: str, work: Path, args: argparse.Namespace, n_events: in
     gensar = [sys.executable, "-m", "gensar.cli"]
     me = [sys.executable, str(Path(__file__).resolve()), "--child", stage, "--work", str(work)]
     opts = json.dumps({"events": n_events, "items": n_items, "seed": args.seed, "sasrec_epochs": args.sasrec_epochs,
+                       "sasrec_loss": args.sasrec_loss,
                        "requests": args.requests})
     if stage in ("world", "semantic", "sasrec", "serve"):
         return [*me, "--opts", opts]
@@ -413,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sasrec-epochs", type=int, default=2)
+    p.add_argument("--sasrec-loss", default="full_ce", choices=("full_ce", "sampled_ce", "bce"),
+                   help="SASRec's loss (full_ce, the default of gensar, is O(events x items))")
     p.add_argument("--rqvae-epochs", type=int, default=20)
     p.add_argument("--train-steps", type=int, default=50, help="optimizer steps timed")
     p.add_argument("--preset", default="cpu", choices=("tiny", "cpu", "t5-small"), help="backbone preset")
