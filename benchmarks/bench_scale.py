@@ -71,11 +71,11 @@ def parse_size(text: str) -> tuple[str, int, int]:
     text = text.strip().lower()
     if text in NAMED_SIZES:
         return (text, *NAMED_SIZES[text])
-    m = re.fullmatch(r"([0-9.]+[km]?):([0-9.]+[km]?)", text)
+    m = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?[km]?):([0-9]+(?:\.[0-9]+)?[km]?)", text)
     if not m:
         raise argparse.ArgumentTypeError(f"size {text!r}: expected one of {', '.join(NAMED_SIZES)} or EVENTS:ITEMS")
     events, items = (_count(g) for g in m.groups())
-    if items < 200 or events < 20 * items // 10:
+    if items < 200 or events < 2 * items:
         raise argparse.ArgumentTypeError(f"size {text!r}: needs >= 200 items and >= 2 events per item")
     return (text.replace(":", "-"), events, items)
 
@@ -216,8 +216,11 @@ def measure(cmd: list[str], log: Path, env: dict[str, str], stdout: Path | None 
     """Run ``cmd`` to completion (stderr, and stdout unless ``stdout`` is given, into ``log``);
     its wall time, peak RSS (MiB) and exit code."""
     start = time.perf_counter()
-    with log.open("wb") as err, (stdout or log).open("ab" if stdout is None else "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+    with log.open("wb") as err, open(stdout if stdout is not None else os.devnull, "wb") as answer:
+        if stdout is None:
+            proc = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT, env=env)
+        else:
+            proc = subprocess.Popen(cmd, stdout=answer, stderr=err, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return {"wall_s": time.perf_counter() - start, "peak_rss_mib": usage.ru_maxrss / 1024,
@@ -283,8 +286,8 @@ def run_size(name: str, n_events: int, n_items: int, args: argparse.Namespace, r
             row = {}
             for full in (False, True):
                 key = "full" if full else "sampled"
-                answer = work / f"eval-{key}.json"
-                m = measure(eval_command(work, args, full), work / f"eval-{key}.log", env, stdout=answer)
+                answer, log = work / f"eval-{key}.json", work / f"eval-{key}.log"
+                m = measure(eval_command(work, args, full), log, env, stdout=answer)
                 row[f"{key}_wall_s"], row[f"{key}_peak_rss_mib"], row["rc"] = m["wall_s"], m["peak_rss_mib"], m["rc"]
                 if m["rc"] != 0:
                     break
@@ -409,6 +412,11 @@ def plot(result: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def refuse(message: str) -> int:
+    print(f"bench_scale: {message}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="60k,600k", help="comma-separated: 60k, 600k, 1.7m, 6m or EVENTS:ITEMS")
@@ -440,16 +448,22 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(err))
     sizes.sort(key=lambda s: s[1])
     marker = args.out / MARKER
+    if args.out.exists() and not args.out.is_dir():
+        return refuse(f"{args.out} is not a directory")
     if args.out.exists() and any(args.out.iterdir()) and not marker.is_file():
-        print(f"bench_scale: {args.out} is not empty and was not written by bench_scale (refusing to write there)",
-              file=sys.stderr)
-        return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(marker, {"written_by": "benchmarks/bench_scale.py"})
+        return refuse(f"{args.out} is not empty and was not written by bench_scale (refusing to write there)")
     results_path = args.out / "results.json"
     result = json.loads(results_path.read_text()) if results_path.is_file() else {}
-    result.update({"hardware": hardware(), "options": {k: v for k, v in vars(args).items()
-                                                       if k not in ("out", "child", "work", "opts")}})
+    # Stages an earlier run measured are kept, so they must have run with the same options
+    # (more sizes may be added).
+    options = {k: v for k, v in vars(args).items() if k not in ("out", "child", "work", "opts", "sizes")}
+    if result.get("options", options) != options:
+        changed = sorted(k for k in options.keys() | result["options"].keys()
+                         if result["options"].get(k) != options.get(k))
+        return refuse(f"{args.out} holds a run with other options ({', '.join(changed)}): use another --out")
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(marker, {"written_by": "benchmarks/bench_scale.py"})
+    result.update({"hardware": hardware(), "options": options})
     result.setdefault("sizes", {})
     for name, n_events, n_items in sizes:
         run_size(name, n_events, n_items, args, result)

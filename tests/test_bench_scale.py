@@ -6,7 +6,6 @@ import argparse
 import importlib.util
 import json
 
-import numpy as np
 import pytest
 from conftest import REPO
 
@@ -25,7 +24,7 @@ def test_sizes_by_name_and_by_count(bench):
     assert bench.parse_size("1.7m") == ("1.7m", 1_700_000, 63_000)
     assert bench.parse_size("20k:2k") == ("20k-2k", 20_000, 2_000)
     assert bench.parse_size("5000:250") == ("5000-250", 5_000, 250)
-    for bad in ("huge", "20k", "1k:100", "1k:900"):
+    for bad in ("huge", "20k", "1k:100", "1k:900", "1.2.3k:1k"):
         with pytest.raises(argparse.ArgumentTypeError, match="size"):
             bench.parse_size(bad)
 
@@ -76,5 +75,24 @@ def test_results_table_growth_columns(bench):
     prepare = next(r for r in rows if r.startswith("| prepare"))
     assert prepare == "| prepare | 4.0 / 100 | 40.0 / 300 | 10.0 | 3.0 | 1.00 |"
     assert next(r for r in rows if r.startswith("| train")).endswith("| - | - | - |")
-    json.dumps(result)  # what results.json holds stays plain JSON
-    assert np.isfinite(bench.slope([1e4, 1e5], [4.0, 40.0]))
+    result["sizes"]["b"]["stages"]["prepare"]["rc"] = 1  # a failed stage shows no figure and no growth
+    prepare = next(r for r in bench.table(result).splitlines() if r.startswith("| prepare"))
+    assert prepare == "| prepare | 4.0 / 100 | - | - | - | - |"
+
+
+def test_refuses_to_mix_runs_of_other_options(bench, tmp_path, capsys):
+    out = tmp_path / "scale"
+    out.mkdir()
+    (out / bench.MARKER).write_text("{}")
+    (out / "results.json").write_text(json.dumps({"options": {"seed": 1}, "sizes": {}}))
+    before = (out / "results.json").read_bytes()
+    assert bench.main(["--sizes", "10k:1k", "--out", str(out)]) == 2
+    assert "other options" in capsys.readouterr().err
+    assert (out / "results.json").read_bytes() == before and not (out / "10k-1k").exists()
+
+
+def test_refuses_a_file_as_out(bench, tmp_path, capsys):
+    target = tmp_path / "results.txt"
+    target.write_text("mine")
+    assert bench.main(["--sizes", "10k:1k", "--out", str(target)]) == 2
+    assert "not a directory" in capsys.readouterr().err and target.read_text() == "mine"

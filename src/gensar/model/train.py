@@ -233,8 +233,9 @@ def _run(
         "init_from": None if init_from is None else {"model": str(init_from), **(warm or {})},
     }
     if env.is_main:
+        capped = "" if epoch_samples == usable else f" of {usable} (train.steps_per_epoch)"
         print(
-            f"gensar train: {epoch_samples} samples/epoch{'' if epoch_samples == usable else f' of {usable}'} ({_fmt_counts(mix.counts())}), "
+            f"gensar train: {epoch_samples} samples/epoch{capped} ({_fmt_counts(mix.counts())}), "
             f"{steps_per_epoch} steps/epoch, {meta['parameters']['total']:,} parameters, "
             f"vocab {len(tokenizer)}, {env.world_size} process(es) on {device}",
             file=sys.stderr,
