@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -148,3 +149,49 @@ def test_evaluate_cli_measures_the_served_ranker_by_default(run, tmp_path, capsy
                  off, reuse=run)
     assert main(["evaluate", str(off), "--ranker", "hybrid"]) == 2
     assert "fusion.json: missing" in capsys.readouterr().err
+
+
+def _generative_weight(fusion, weight: float):
+    """``fusion`` with its generative feature's weight set to ``weight`` (a fusion for the test)."""
+    col = fusion.features.index("generative")
+    w = list(fusion.weights)
+    w[col] = weight
+    return dataclasses.replace(fusion, weights=tuple(w))
+
+
+@pytest.mark.parametrize("k", [1, 5, 10])
+def test_pruned_serving_answers_as_scoring_every_candidate_exactly(run, engine, k):
+    """``top_candidates`` drops only candidates that cannot reach the top k: its ranking's top k is
+    the full candidate set's, item for item and score for score. With a fusion that weighs the
+    generative score lightly (its bound then barely matters) it must prune where there are more
+    than twice the first pass's candidates to score (``FIRST_PASS``); with one whose score falls as the generative score
+    rises it must not (the bound would then be a lower bound)."""
+    data = PreparedData.load(run / "data")
+    titles = data.items["title"].tolist()
+    histories, queries = [], []
+    for u, ev in list(data.events.groupby("user_id", sort=True))[:12]:
+        histories.append([HistoryEvent(b, q, tuple(i)) for b, q, i in
+                          zip(ev["behavior"], ev["query"], ev["items"], strict=True)][-10:])
+        queries.append(titles[len(queries) * 7] if len(queries) % 3 == 0 else f"tools {titles[len(queries)].split()[0]}")
+    histories[1] = []  # a request without history
+    ranker = engine.ranker
+    pruned = {}
+    for name, scale in (("fitted", None), ("generative-light", 0.05), ("falling", -1.0)):
+        fusions = {b: f if scale is None else _generative_weight(f, scale) for b, f in ranker.fusions.items()}
+        r = ranker.with_fusions(fusions)
+        for behavior in ("rec", "search"):
+            inputs, requests = engine.batch(behavior, queries, histories)
+            full_items, full_scores = r.rank(behavior, r.candidates(behavior, requests, inputs), k)
+            cands = r.top_candidates(behavior, requests, inputs, k)
+            items, scores = r.rank(behavior, cands, k)
+            np.testing.assert_array_equal(items, full_items, err_msg=f"{name} {behavior}")
+            np.testing.assert_allclose(scores, full_scores, rtol=1e-12, err_msg=f"{name} {behavior}")
+            assert (items >= 0).all()
+            pruned[name, behavior] = cands.pruned
+    if k == 1:  # the tiny world's ~60 candidates leave room for two passes only at small k
+        assert pruned["generative-light", "rec"] > 0 and pruned["generative-light", "search"] > 0, pruned
+    assert pruned["falling", "rec"] == pruned["falling", "search"] == 0
+    off = ranker.with_fusions({b: _generative_weight(f, 0.05) for b, f in ranker.fusions.items()}).with_config(
+        dataclasses.replace(ranker.cfg, prune=False))
+    inputs, requests = engine.batch("rec", queries, histories)
+    assert off.top_candidates("rec", requests, inputs, k).pruned == 0

@@ -80,3 +80,45 @@ def test_generative_scorer_reuses_beam_scores_exactly():
     reused = scorer.score("rec", ids, cands, known=beam)
     np.testing.assert_allclose(reused, plain, rtol=REL, atol=1e-5)
     assert reused[0, 0] == scores[0, 0] and np.isneginf(reused[0, 3])
+
+
+@pytest.mark.parametrize("beam", [1, 2, 4])
+def test_the_beams_trace_bounds_every_exact_score(beam):
+    """``GenerativeScorer.bound``: from the beam's kept nodes and scores alone, never below an
+    item's exact score, equal to it where the beam finished the item, and at most the lowest score
+    kept at the first step for an item whose first token the beam dropped."""
+    from gensar.hybrid.generative import GenerativeScorer
+
+    model = tiny_t5(8)
+    ids, mask = encoder_inputs(9, batch=3)
+    scorer = GenerativeScorer.from_codes(model, pad_id=0, codes={"rec": _codes(SEQS).numpy()},
+                                         prefixes={"rec": [BEHAVIOR]})
+    known = scorer.propose("rec", ids, beam_size=beam)
+    every = np.tile(np.arange(len(SEQS)), (3, 1))  # [B, C]: all items
+    every[1, 2] = -1
+    exact = scorer.score("rec", ids, every)
+    bound = scorer.bound("rec", known, every)
+    valid = every >= 0
+    assert np.isneginf(bound[~valid]).all()
+    assert (bound[valid] >= exact[valid] - 1e-5).all()
+    hit = (every[:, :, None] == known.items[:, None, :]).any(axis=2) & valid
+    np.testing.assert_allclose(bound[hit], exact[hit], rtol=REL, atol=1e-5)
+    for b in range(3):
+        for c in np.flatnonzero(valid[b]):
+            if scorer.paths["rec"][every[b, c], 0] not in known.kept[b, 0]:  # first token dropped
+                assert bound[b, c] <= known.kept_scores[b, 0, -1] + 1e-6
+    if beam == 1:  # a one-wide beam finds one item; every other bound is still a log-probability (< 0)
+        assert (bound[valid & ~hit] < 0).all() and hit.sum() == 3
+
+
+def test_item_paths_follow_each_identifier_through_the_trie():
+    trie = IdTrie.build([list(s) for s in SEQS])
+    paths = trie.item_paths()
+    assert paths.shape == (len(SEQS), 3)
+    for item, seq in enumerate(SEQS):
+        node = torch.zeros(1, dtype=torch.long)
+        for level in range(3):
+            if level < len(seq):
+                node = trie.step(node, torch.tensor([seq[level]]))
+            assert int(paths[item, level]) == int(node[0]), (item, level)
+        assert int(trie.item_at(node)[0]) == item

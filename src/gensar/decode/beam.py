@@ -39,6 +39,12 @@ class RankedItems:
     items: torch.Tensor  # [B, K] int64 item indices; -1 where fewer than K valid items were found
     scores: torch.Tensor  # [B, K] float32 log p(identifier | input, prefix); -inf where items == -1
     tokens: torch.Tensor  # [B, K, D] int64 identifier tokens, -1 after a shorter identifier's end
+    # The search's trace, for bounding what it did not find: after step j (0-based), the trie node of
+    # each of the ``beam_size`` hypotheses kept (-1: dead) and their scores, descending [B, D, beam].
+    # An identifier whose first j + 1 tokens' node is not among step j's, although its first j were
+    # among step j - 1's, scores at most ``kept_scores[:, j, -1]`` (it lost that step's top-k).
+    kept: torch.Tensor
+    kept_scores: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -105,11 +111,12 @@ def constrained_beam_search(
 
     if trie.max_depth == 0:  # no identifiers at all
         return RankedItems(items=torch.full((batch, top_k), -1), scores=torch.full((batch, top_k), NEG_INF),
-                           tokens=torch.full((batch, top_k, 0), -1))
+                           tokens=torch.full((batch, top_k, 0), -1), kept=torch.full((batch, 0, beam_size), -1),
+                           kept_scores=torch.full((batch, 0, beam_size), NEG_INF))
     with torch.inference_mode():
         decoder = T5BeamDecoder(model, input_ids, attention_mask) if decoder is None else decoder.fresh()
         first_hidden = decoder.start(prefix_matrix(prefix_tokens, batch))  # [B, d]
-        nodes, scores, tokens = _beam_loop(
+        nodes, scores, tokens, kept, kept_scores = _beam_loop(
             decoder, first_hidden, roots, trie.max_depth, beam_size, candidates
         )
     items = trie.item_at(nodes[:, :top_k]).cpu()  # [B, K]
@@ -119,6 +126,8 @@ def constrained_beam_search(
         items=torch.where(valid, items, -1),
         scores=scores.masked_fill(~valid, NEG_INF),
         tokens=tokens.masked_fill(~valid[..., None], -1),
+        kept=kept.cpu(),
+        kept_scores=kept_scores.cpu(),
     )
 
 
@@ -147,7 +156,7 @@ def beam_search(
         decoder = T5BeamDecoder(model, input_ids, attention_mask)
         first_hidden = decoder.start(prefix_matrix(prefix_tokens, batch))
         state0 = torch.zeros(batch, dtype=torch.long, device=input_ids.device)
-        _, scores, tokens = _beam_loop(decoder, first_hidden, state0, num_steps, beam_size, candidates)
+        _, scores, tokens, _, _ = _beam_loop(decoder, first_hidden, state0, num_steps, beam_size, candidates)
     return RankedSequences(tokens=tokens[:, :top_k].cpu(), scores=scores[:, :top_k].cpu())
 
 
@@ -158,13 +167,15 @@ def _beam_loop(
     num_steps: int,
     beam_size: int,
     candidates: CandidateFn,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Shared loop. Returns (state [B, beam], scores [B, beam] sorted descending, tokens [B, beam, steps])."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shared loop. Returns (state [B, beam], scores [B, beam] sorted descending, tokens [B, beam, steps],
+    and after each step the kept states and scores [B, steps, beam])."""
     batch = state.shape[0]
     rows = 1  # rows per example: 1 before the first expansion, then beam_size
     scores = hidden.new_zeros(batch, dtype=torch.float32)  # [B*rows]
     tokens = state.new_zeros(batch, 0, dtype=torch.long)  # [B*rows, t]
     state = state.long()
+    trace_states, trace_scores = [], []
     for t in range(num_steps):
         tok, nxt, logp = candidates(state, hidden, decoder.head)  # [B*rows, C]
         width = tok.shape[1]
@@ -180,10 +191,13 @@ def _beam_loop(
         state = nxt.view(batch, -1).gather(1, idx).masked_fill(dead, -1).view(-1)  # [B*beam]
         tokens = torch.cat([tokens[origin], new_tok[:, None]], dim=1)  # [B*beam, t+1]
         scores = top.view(-1)
+        trace_states.append(state.view(batch, beam_size))
+        trace_scores.append(top)
         if t + 1 < num_steps:
             hidden = decoder.advance(origin, new_tok)  # [B*beam, d]; the first call expands B -> B*beam
         rows = beam_size
-    return state.view(batch, rows), scores.view(batch, rows), tokens.view(batch, rows, -1)
+    return (state.view(batch, rows), scores.view(batch, rows), tokens.view(batch, rows, -1),
+            torch.stack(trace_states, dim=1), torch.stack(trace_scores, dim=1))
 
 
 def prefix_matrix(prefix_tokens: torch.Tensor | Sequence[int], batch: int) -> torch.Tensor:

@@ -42,6 +42,9 @@ class HybridConfig:
     # weights needs few examples, and each costs the model's scoring of ~100 candidates.
     fit_examples: int = 1000
     batch_size: int = 32  # requests scored together
+    # Serving skips the exact scoring of candidates that provably cannot reach the answer's top k
+    # (``HybridRanker.top_candidates``); the answers are the same either way. Off: score them all.
+    prune: bool = True
     candidate_chunk: int = 256  # candidates per decoder pass when scoring identifiers exactly (bounds memory)
 
     def validate(self) -> None:

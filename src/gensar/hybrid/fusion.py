@@ -54,6 +54,13 @@ class LinearFusion:
             scores = np.where(new_mask(x, self.features), z @ np.asarray(self.new_weights), scores)
         return np.where(valid, scores, NEG_INF)
 
+    def grows_with(self, feature: str) -> bool:
+        """True when the fused score never falls as ``feature`` rises (its weights are >= 0)."""
+        if feature not in self.features:
+            return False
+        col = self.features.index(feature)
+        return all(w[col] >= 0 for w in (self.weights, self.new_weights) if w)
+
     def to_json(self) -> dict:
         return {"features": list(self.features), "mean": list(self.mean), "std": list(self.std),
                 "weights": list(self.weights), "fitted_on": self.fitted_on, "depth": self.depth,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -16,12 +16,15 @@ from gensar.ids.trie import IdTrie
 
 @dataclass(frozen=True)
 class Proposal:
-    """The catalog beam of a batch: item rows [B, K] best first (-1 pads), their exact scores, and
-    the encoded inputs (so scoring the other candidates does not run the encoder again)."""
+    """The catalog beam of a batch: item rows [B, K] best first (-1 pads), their exact scores, the
+    encoded inputs (so scoring the other candidates does not run the encoder again), and the trie
+    nodes and scores the beam kept after each step [B, D, beam] (``RankedItems.kept``)."""
 
     items: np.ndarray
     scores: np.ndarray
     encoded: T5BeamDecoder
+    kept: np.ndarray
+    kept_scores: np.ndarray
 
 
 @dataclass
@@ -34,6 +37,10 @@ class GenerativeScorer:
     codes: Mapping[str, np.ndarray]
     tries: Mapping[str, IdTrie]
     prefixes: Mapping[str, Sequence[int]]
+    paths: Mapping[str, np.ndarray] = field(init=False)  # per behavior [N, D] trie nodes (``item_paths``)
+
+    def __post_init__(self) -> None:
+        self.paths = {b: t.item_paths().numpy() for b, t in self.tries.items()}
 
     @classmethod
     def from_codes(cls, model: torch.nn.Module, pad_id: int, codes: Mapping[str, np.ndarray],
@@ -46,6 +53,7 @@ class GenerativeScorer:
         new items are proposed and scored like the trained ones, old rows and identifiers unchanged."""
         grown = {b: pad_rows([self.codes[b], codes[b]]) for b in self.codes}
         self.tries = {b: IdTrie.build(c) for b, c in grown.items()}  # rebuilt: nodes are stored level by level
+        self.paths = {b: t.item_paths().numpy() for b, t in self.tries.items()}
         self.codes = grown
 
     def propose(self, behavior: str, inputs: torch.Tensor, beam_size: int) -> Proposal:
@@ -53,7 +61,8 @@ class GenerativeScorer:
         encoded = T5BeamDecoder(self.model, inputs, inputs != self.pad_id)
         ranked = constrained_beam_search(self.model, inputs, inputs != self.pad_id, self.tries[behavior],
                                          self.prefixes[behavior], beam_size=beam_size, decoder=encoded)
-        return Proposal(ranked.items.numpy(), ranked.scores.numpy().astype(np.float64), encoded)
+        return Proposal(ranked.items.numpy(), ranked.scores.numpy().astype(np.float64), encoded,
+                        ranked.kept.numpy(), ranked.kept_scores.numpy().astype(np.float64))
 
     def score(self, behavior: str, inputs: torch.Tensor, candidates: np.ndarray, chunk: int = 64,
               known: Proposal | None = None) -> np.ndarray:
@@ -64,10 +73,7 @@ class GenerativeScorer:
         codes = torch.as_tensor(self.codes[behavior])
         if known is None:
             return self._decode(behavior, inputs, candidates, codes, chunk, None)
-        out = np.full(candidates.shape, -np.inf)
-        match = (candidates[:, :, None] == known.items[:, None, :]) & (candidates >= 0)[:, :, None]  # [B, C, K]
-        hit = match.any(axis=2)
-        out[hit] = np.take_along_axis(known.scores, match.argmax(axis=2), axis=1)[hit]
+        out, hit = self.known_scores(known, candidates)
         todo = np.where(hit, -1, candidates)
         # decode only the columns that still hold an unscored candidate
         cols = np.flatnonzero((todo >= 0).any(axis=0))
@@ -76,6 +82,38 @@ class GenerativeScorer:
         sub = self._decode(behavior, inputs, todo[:, cols], codes, chunk, known.encoded)
         out[:, cols] = np.where(todo[:, cols] >= 0, sub, out[:, cols])
         return out
+
+    @staticmethod
+    def known_scores(known: Proposal, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(scores [B, C], hit [B, C]): the beam's exact score of each candidate it proposed (hit),
+        -inf elsewhere."""
+        out = np.full(candidates.shape, -np.inf)
+        match = (candidates[:, :, None] == known.items[:, None, :]) & (candidates >= 0)[:, :, None]  # [B, C, K]
+        hit = match.any(axis=2)
+        out[hit] = np.take_along_axis(known.scores, match.argmax(axis=2), axis=1)[hit]
+        return out, hit
+
+    def bound(self, behavior: str, known: Proposal, candidates: np.ndarray) -> np.ndarray:
+        """[B, C] an upper bound of each candidate's exact score (``score``) from the beam's trace
+        alone, no decoding; -inf at pads (and the exact score where the beam finished it).
+
+        Let step j be the first at which the beam did not keep the candidate's prefix (its first j
+        tokens were kept). That prefix then lost step j's top-k, so it scores at most the lowest
+        score kept at step j, and at most its kept parent's score; later tokens only lower it."""
+        paths = self.paths[behavior][np.maximum(candidates, 0)]  # [B, C, D] node after each step
+        kept = known.kept[:, None]  # [B, 1, D, W]
+        held = paths[..., None] == kept  # [B, C, D, W]
+        partial = np.where(held, known.kept_scores[:, None], -np.inf).max(axis=3)  # [B, C, D] -inf: not kept
+        out_at = np.isneginf(partial)
+        first_out = np.where(out_at.any(axis=2), out_at.argmax(axis=2), paths.shape[2])  # [B, C]; D: never out
+        depth = paths.shape[2]
+        floors = np.concatenate([known.kept_scores[:, :, -1], np.full((len(candidates), 1), np.inf)], axis=1)
+        parent = np.concatenate([np.zeros(partial.shape[:2] + (1,)), partial], axis=2)  # score before step j
+        rows = np.arange(len(candidates))[:, None]
+        bound = np.minimum(floors[rows, first_out],
+                           np.take_along_axis(parent, first_out[..., None], axis=2)[..., 0])
+        bound = np.where(first_out == depth, partial[..., -1] if depth else -np.inf, bound)
+        return np.where(candidates >= 0, bound, -np.inf)
 
     def _decode(self, behavior: str, inputs: torch.Tensor, candidates: np.ndarray, codes: torch.Tensor,
                 chunk: int, encoded: T5BeamDecoder | None) -> np.ndarray:

@@ -22,6 +22,7 @@ synthetic training queries (category words) never teach the fusion so.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,10 +54,17 @@ from gensar.hybrid.features import (
     union_candidates,
 )
 from gensar.hybrid.fusion import LinearFusion
-from gensar.hybrid.generative import GenerativeScorer
+from gensar.hybrid.generative import GenerativeScorer, Proposal
 
 
 PIN_BONUS = 1e6  # above any fused score: exact-title matches first, in fused order among themselves
+# Added to the beam's bound before pruning: the exact score sums the same float32 terms in another
+# order (one teacher-forced pass), so it may exceed the bound by rounding (~1e-6 here).
+BOUND_SLACK = 1e-3
+# Pruning scores the FIRST_PASS * k unscored candidates with the best bounds first, then the rest
+# that can still reach the top k. A decoder pass has a fixed cost (measured: ~3 ms, as much as ~50
+# candidates), so with at most twice the first pass to score, one pass over all of them is cheaper.
+FIRST_PASS = 2
 
 
 def title_key(text: str) -> str:
@@ -72,10 +80,23 @@ class Candidates:
     # source did not propose it; S = 0 when the candidates were given.
     source_ranks: np.ndarray
     sources: tuple[str, ...] = ()
+    pruned: int = 0  # candidates left out as unable to reach the top k (``HybridRanker.top_candidates``)
 
     @property
     def valid(self) -> np.ndarray:
         return self.items >= 0
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """A batch's candidate rows before features: each scorer's normalized catalog scores [B, N]
+    (``normalizer``) and the beam (None when the candidates were given)."""
+
+    items: np.ndarray
+    catalog: dict[str, np.ndarray]
+    known: Proposal | None
+    source_ranks: np.ndarray
+    sources: tuple[str, ...]
 
 
 class HybridRanker:
@@ -125,6 +146,10 @@ class HybridRanker:
         """The same retrievers with other fusion weights (e.g. the sampled protocol's)."""
         return HybridRanker(self.cfg, self.generative, self.scorers, fusions, self.titles, self.trained_items)
 
+    def with_config(self, cfg: HybridConfig) -> HybridRanker:
+        """The same retrievers and fusions under other settings (e.g. ``prune`` off, to measure it)."""
+        return HybridRanker(cfg, self.generative, self.scorers, self.fusions, self.titles, self.trained_items)
+
     def scorer_names(self, behavior: str) -> tuple[str, ...]:
         """The scorers a request of ``behavior`` runs: the fitted fusion's, else the config's."""
         fusion = self.fusions.get(behavior)
@@ -149,6 +174,67 @@ class HybridRanker:
         """Candidates and features of a batch; ``given`` [B, C] fixes the candidates (-1 pads).
         ``extra_beams``: narrower beam widths whose proposals join too (sources ``beam@W``), so a fit
         can measure them on the same candidates."""
+        pool = self._propose(behavior, requests, inputs, given, extra_beams)
+        generative = self.generative.score(behavior, inputs, pool.items, self.cfg.candidate_chunk, pool.known)
+        return self._with_features(behavior, requests, pool, generative)
+
+    def top_candidates(self, behavior: str, requests: Sequence[Request], inputs: torch.Tensor,
+                       k: int) -> Candidates:
+        """The candidates of ``candidates(behavior, requests, inputs)`` that can reach a request's
+        fused top ``k``, the rest dropped (-1): ``rank`` of either gives the same top ``k``.
+
+        Exact scoring of the candidates the beam did not propose is a large part of what the hybrid
+        adds to a request's time. The beam's own search bounds their exact score from above (a
+        candidate scores at most what the beam kept at the step its prefix fell out:
+        ``GenerativeScorer.bound``), and the fused score grows with the generative one, so a
+        candidate whose fused bound is below the ``k``-th best fused score among the beam's own
+        candidates (exact already) cannot reach the top ``k`` and is never decoded. Off
+        (``hybrid.prune``), with a fusion that does not grow with the generative score, or where a
+        new item is among the candidates (their imputed features depend on the whole set), every
+        candidate is scored."""
+        pool = self._propose(behavior, requests, inputs, None, ())
+        fusion = self.fusions.get(behavior)
+        items = pool.items
+        new = (items >= self.trained_items).any()
+        if self.cfg.prune and fusion is not None and fusion.grows_with(GENERATIVE) and not new and k > 0:
+            kept, generative = self._bounded(behavior, requests, inputs, pool, k)
+            pool = dataclasses.replace(pool, items=kept)
+        else:
+            generative = self.generative.score(behavior, inputs, items, self.cfg.candidate_chunk, pool.known)
+        cands = self._with_features(behavior, requests, pool, generative)
+        return dataclasses.replace(cands, pruned=int(((items >= 0) & (pool.items < 0)).sum()))
+
+    def _bounded(self, behavior: str, requests: Sequence[Request], inputs: torch.Tensor, pool: _Pool,
+                 k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(candidate rows that can reach the top ``k``, -1 elsewhere [B, C]; their exact generative
+        scores [B, C]). Two passes: the ``FIRST_PASS * k`` unscored candidates with the highest fused
+        bound are scored first, so the threshold (the ``k``-th best exact fused score) is close to the
+        final one before the rest is bounded against it."""
+        items = pool.items
+        valid = items >= 0
+        known, hit = self.generative.known_scores(pool.known, items)
+        if int((valid & ~hit).sum(axis=1).max(initial=0)) <= 2 * FIRST_PASS * k:
+            return items, self.generative.score(behavior, inputs, items, self.cfg.candidate_chunk, pool.known)
+        bound = np.where(hit, known, self.generative.bound(behavior, pool.known, items) + BOUND_SLACK)
+        upper = self.fused(behavior, self._with_features(behavior, requests, pool, bound))  # [B, C]
+        order = np.argsort(-np.where(valid & ~hit, upper, -np.inf), axis=1, kind="stable")[:, : FIRST_PASS * k]
+        first = hit.copy()
+        np.put_along_axis(first, order, True, axis=1)
+        first &= valid
+        scored = self.generative.score(behavior, inputs, np.where(first, items, -1), self.cfg.candidate_chunk,
+                                       pool.known)
+        exact = self.fused(behavior, self._with_features(
+            behavior, requests, dataclasses.replace(pool, items=np.where(first, items, -1)), scored))
+        kth = -np.sort(-exact, axis=1)[:, k - 1] if exact.shape[1] >= k else np.full(len(exact), -np.inf)
+        rest = valid & ~first & (upper >= kth[:, None])
+        if rest.any():
+            later = self.generative.score(behavior, inputs, np.where(rest, items, -1), self.cfg.candidate_chunk,
+                                          pool.known)
+            scored = np.where(rest, later, scored)
+        return np.where(first | rest, items, -1), scored
+
+    def _propose(self, behavior: str, requests: Sequence[Request], inputs: torch.Tensor,
+                 given: np.ndarray | None, extra_beams: Sequence[int]) -> _Pool:
         names = self.scorer_names(behavior)
         known = None
         if given is None:
@@ -170,10 +256,17 @@ class HybridRanker:
             catalog = self._catalog_scores(names, requests)
             items = np.asarray(given, dtype=np.int64)
             sources, ranks = (), np.zeros(items.shape + (0,), dtype=np.int32)
+        normalized = {name: normalizer(name)(scores) for name, scores in catalog.items()}
+        return _Pool(items=items, catalog=normalized, known=known, source_ranks=ranks, sources=sources)
+
+    def _with_features(self, behavior: str, requests: Sequence[Request], pool: _Pool,
+                       generative: np.ndarray) -> Candidates:
+        """The candidates of ``pool`` with their features, ``generative`` [B, C] as the generative one."""
+        items = pool.items
         valid = items >= 0
         new = valid & (items >= self.trained_items)
-        cols = {GENERATIVE: self.generative.score(behavior, inputs, items, self.cfg.candidate_chunk, known)}
-        cols |= {name: gather(normalizer(name)(catalog[name]), items) for name in names}
+        cols = {GENERATIVE: generative}
+        cols |= {name: gather(pool.catalog[name], items) for name in self.scorer_names(behavior)}
         cols[SEEN] = seen_feature([r.history for r in requests], items)
         cols[NEW] = new.astype(np.float64)
         if new.any():
@@ -184,7 +277,8 @@ class HybridRanker:
         if behavior == "search" and self.by_title:
             exact = self._title_rows(requests)  # [B, T]
             pinned = (items[:, :, None] == exact[:, None, :]).any(axis=2) & (items >= 0)
-        return Candidates(items=items, features=feats, pinned=pinned, source_ranks=ranks, sources=sources)
+        return Candidates(items=items, features=feats, pinned=pinned, source_ranks=pool.source_ranks,
+                          sources=pool.sources)
 
     def _catalog_scores(self, names: Sequence[str], requests: Sequence[Request]) -> dict[str, np.ndarray]:
         """Each scorer's scores of the whole catalog, [B, N] per name."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gensar.errors import InputError
+from gensar.errors import GensarError, InputError
 
 TokenSequences = Sequence[Sequence[int]] | np.ndarray | torch.Tensor
 
@@ -230,6 +230,27 @@ class IdTrie:
             depth += (up >= 0).long()
             cur = up
         return torch.where(nodes >= 0, depth, -1)
+
+    def item_paths(self) -> torch.Tensor:
+        """[I, D] int64 (I = largest item + 1, D = ``max_depth``): the node at depth 1..D along each
+        item's identifier, as a constrained beam holds it after each step (the leaf repeated after a
+        shorter identifier's end); -1 rows for items not stored. One-root tries only."""
+        if self.num_roots != 1:
+            raise GensarError(f"item_paths: a forest of {self.num_roots} roots holds an item once per root")
+        leaves = (self.item >= 0).nonzero().squeeze(1).long()  # [L]
+        items = self.item[leaves].long()
+        out = torch.full((int(items.max()) + 1 if len(items) else 0, self.max_depth), -1, dtype=torch.int64)
+        depth = self.depth_of(leaves)  # [L]
+        cur = leaves
+        for up in range(self.max_depth):  # the node at depth (depth - up) of each identifier
+            level = depth - 1 - up
+            on = level >= 0
+            out[items[on], level[on]] = cur[on]
+            cur = torch.where(on, self.parent[cur.clamp(min=0)].long(), cur)
+        for level in range(self.max_depth):
+            after = level >= depth
+            out[items[after], level] = leaves[after]
+        return out
 
     def paths(self) -> list[tuple[int, tuple[int, ...], int]]:
         """Every stored identifier as ``(root, tokens, item)``, sorted. For tests and debugging."""

@@ -13,6 +13,8 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from gensar.baselines.scorer import Request
 from gensar.config import load_config
 from gensar.data.prepared import PreparedData
@@ -70,15 +72,20 @@ class HybridEngine:
         self.item_index = dict(data.item_index)
         self.num_items = self.generative.num_items
 
-    def _rank(self, behavior: str, queries: Sequence[str], histories: Sequence[History], k: int) -> list[list[RankedItem]]:
-        if not histories:
-            return []
-        inputs = self.generative.render(behavior, histories, queries)  # [B, L]
+    def batch(self, behavior: str, queries: Sequence[str], histories: Sequence[History]) -> tuple[torch.Tensor, list[Request]]:
+        """A batch as the ranker takes it: the generative engine's rendered inputs [B, L] (same
+        prompts, same history window) and each request's query and history item rows."""
+        inputs = self.generative.render(behavior, histories, queries)
         requests = [Request(q if behavior == SEARCH else "",
                             tuple(self.item_index[i] for e in h for i in e.items if i in self.item_index))
                     for q, h in zip(queries, histories, strict=True)]
-        cands = self.ranker.candidates(behavior, requests, inputs)
+        return inputs, requests
+
+    def _rank(self, behavior: str, queries: Sequence[str], histories: Sequence[History], k: int) -> list[list[RankedItem]]:
+        if not histories:
+            return []
+        inputs, requests = self.batch(behavior, queries, histories)
+        cands = self.ranker.top_candidates(behavior, requests, inputs, k)
         items, scores = self.ranker.rank(behavior, cands, k)
         return [[RankedItem(int(i), float(s)) for i, s in zip(row_i, row_s, strict=True) if i >= 0]
                 for row_i, row_s in zip(items, scores, strict=True)]
-
