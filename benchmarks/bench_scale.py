@@ -34,6 +34,7 @@ from one run on a shared machine: the ratios and slopes mean more than the absol
         --sizes 60k,600k --out runs/bench-scale
     python benchmarks/bench_scale.py --sizes 20k:2k,60k:4k --out runs/bench-scale-smoke \\
         --train-steps 5 --eval-examples 50 --sasrec-epochs 1 --rqvae-epochs 2
+    python benchmarks/bench_scale.py --sizes 1.7m,6m --until prepare --out runs/bench-scale-prepare
 
 Writes ``OUT/results.json`` (atomic; after every stage, so a killed run keeps what it measured),
 ``OUT/scale.png`` (log-log, time and memory per stage) and one work directory per size
@@ -214,7 +215,7 @@ def serve_latency(work: Path, data, opts: dict) -> dict:
 # ---- the parent: one process per stage -------------------------------------------------------------
 def measure(cmd: list[str], log: Path, env: dict[str, str], stdout: Path | None = None) -> dict:
     """Run ``cmd`` to completion (stderr, and stdout unless ``stdout`` is given, into ``log``);
-    its wall time, peak RSS (MiB) and exit code."""
+    its wall time, CPU time (user + system), peak RSS (MiB) and exit code."""
     start = time.perf_counter()
     with log.open("wb") as err, open(stdout if stdout is not None else os.devnull, "wb") as answer:
         if stdout is None:
@@ -223,8 +224,9 @@ def measure(cmd: list[str], log: Path, env: dict[str, str], stdout: Path | None 
             proc = subprocess.Popen(cmd, stdout=answer, stderr=err, env=env)
         _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return {"wall_s": time.perf_counter() - start, "peak_rss_mib": usage.ru_maxrss / 1024,
-            "rc": proc.returncode}
+    # CPU seconds beside wall time: on a shared machine the wall time also counts waiting for a core.
+    return {"wall_s": time.perf_counter() - start, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mib": usage.ru_maxrss / 1024, "rc": proc.returncode}
 
 
 def stage_command(stage: str, work: Path, args: argparse.Namespace, n_events: int, n_items: int) -> list[str]:
@@ -277,7 +279,7 @@ def run_size(name: str, n_events: int, n_items: int, args: argparse.Namespace, r
     work.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     rows = result["sizes"].setdefault(name, {"events": n_events, "items": n_items, "stages": {}})
-    for stage in STAGES:
+    for stage in STAGES[: STAGES.index(args.until) + 1]:
         if stage in rows["stages"] and rows["stages"][stage].get("rc") == 0:
             continue  # measured by an earlier, interrupted run into the same OUT
         log = work / f"{stage}.log"
@@ -303,7 +305,8 @@ def run_size(name: str, n_events: int, n_items: int, args: argparse.Namespace, r
                 row.update(stage_details(stage, work))
         rows["stages"][stage] = row
         atomic_write_json(args.out / "results.json", result)
-        print(f"[{name}] {stage}: {row['wall_s']:.1f} s, peak {row['peak_rss_mib']:.0f} MiB"
+        cpu = f" ({row['cpu_s']:.1f} s CPU)" if "cpu_s" in row else ""
+        print(f"[{name}] {stage}: {row['wall_s']:.1f} s{cpu}, peak {row['peak_rss_mib']:.0f} MiB"
               + ("" if row["rc"] == 0 else f", FAILED (rc {row['rc']}, see {log})"), flush=True)
         if row["rc"] != 0:
             return  # later stages need this one's output
@@ -430,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--preset", default="cpu", choices=("tiny", "cpu", "t5-small"), help="backbone preset")
     p.add_argument("--eval-examples", type=int, default=1000, help="test examples per behavior")
     p.add_argument("--requests", type=int, default=50, help="serving requests per task")
+    p.add_argument("--until", default=STAGES[-1], choices=STAGES,
+                   help="last stage to run (each needs the ones before it): e.g. prepare alone at 6M events")
     p.add_argument("--child", choices=("world", "semantic", "sasrec", "serve"), help=argparse.SUPPRESS)
     p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--opts", help=argparse.SUPPRESS)
@@ -456,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     result = json.loads(results_path.read_text()) if results_path.is_file() else {}
     # Stages an earlier run measured are kept, so they must have run with the same options
     # (more sizes may be added).
-    options = {k: v for k, v in vars(args).items() if k not in ("out", "child", "work", "opts", "sizes")}
+    options = {k: v for k, v in vars(args).items() if k not in ("out", "child", "work", "opts", "sizes", "until")}
     if result.get("options", options) != options:
         changed = sorted(k for k in options.keys() | result["options"].keys()
                          if result["options"].get(k) != options.get(k))

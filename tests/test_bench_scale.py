@@ -96,3 +96,13 @@ def test_refuses_a_file_as_out(bench, tmp_path, capsys):
     target.write_text("mine")
     assert bench.main(["--sizes", "10k:1k", "--out", str(target)]) == 2
     assert "not a directory" in capsys.readouterr().err and target.read_text() == "mine"
+
+
+def test_until_runs_only_the_stages_up_to_it(bench, tmp_path, capsys):
+    out = tmp_path / "scale"
+    assert bench.main(["--sizes", "2k:200", "--until", "prepare", "--out", str(out)]) == 0
+    stages = json.loads((out / "results.json").read_text())["sizes"]["2k-200"]["stages"]
+    assert list(stages) == ["world", "prepare"] and all(s["rc"] == 0 for s in stages.values())
+    assert stages["prepare"]["prepared"]["events"] > 0
+    assert not (out / "2k-200" / "semantic.log").exists()
+    assert "| prepare | " in capsys.readouterr().out
