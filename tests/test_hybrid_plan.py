@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -124,3 +126,9 @@ def test_a_scorer_that_finds_the_targets_is_kept():
 def test_a_beam_width_that_holds_the_targets_is_kept():
     choice = choose_plan(_collected("beam"), NAMES, CFG, "search", "full")
     assert choice.plan.beam == 2
+
+
+@pytest.mark.parametrize("key", ["prunable", "beside_beam", "feature_only"])
+def test_scorer_lists_name_known_scorers_only(key):
+    with pytest.raises(ConfigError, match=f"hybrid.{key}.*unknown scorer 'bm52'"):
+        dataclasses.replace(CFG, **{key: ("bm52",)}).validate()

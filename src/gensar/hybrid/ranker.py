@@ -238,12 +238,14 @@ class HybridRanker:
         names = self.scorer_names(behavior)
         known = None
         if given is None:
-            # The retrievers (a MiniLM query encoding, BM25, SASRec) run beside the beam: on two cores
-            # a request waits for the slower of the two, not their sum.
-            pending = self._pool.submit(self._catalog_scores, names, requests)
+            # Slow retrievers (a MiniLM query encoding) run beside the beam: on two cores a request
+            # waits for the slower of the two, not their sum. The rest cost less than the hand-off.
+            beside = [n for n in names if n in self.cfg.beside_beam]
+            pending = self._pool.submit(self._catalog_scores, beside, requests) if beside else None
             known = self.generative.propose(behavior, inputs, self.beam_size(behavior))
             narrow = [self.generative.propose(behavior, inputs, w).items for w in extra_beams]
-            catalog = pending.result()
+            catalog = self._catalog_scores([n for n in names if n not in beside], requests)
+            catalog |= pending.result() if pending is not None else {}
             proposers = [n for n in names if n not in self.cfg.feature_only]
             sources = (BEAM, *(beam_source(w) for w in extra_beams), *proposers)
             proposals = [known.items, *narrow] + [top_rows(catalog[n], self.depth(behavior)) for n in proposers]
