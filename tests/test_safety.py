@@ -367,3 +367,32 @@ def test_more_negatives_than_the_catalog_warns_with_the_count(tmp_path, capsys, 
     assert f"warning: {lists} of {lists} candidate lists have fewer than --num-negatives 500" in err
     assert main(["prepare", str(inputs / "src"), "--out", str(tmp_path / "ok"), "--num-negatives", "20"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"items": []}, "event of user 'u2' has no items"),
+    ({"items": ["zz"]}, "unknown item 'zz' \\(user 'u2'\\)"),
+    ({"behavior": "search", "query": "  "}, "search session of user 'u2' has an empty query"),
+    ({"items": ["a", "b"]}, "a rec event names exactly one clicked item \\(user 'u2'\\)"),
+    ({"query": "x"}, "a rec event has no query"),
+    ({"behavior": "search", "query": "q", "items": ["b", "b"]}, "item 'b' is listed twice"),
+    ({"behavior": "search", "query": "q\nr"}, "contains a NUL or a line break"),
+    ({"user_id": "u\t2"}, "control character"),
+    ({"user_id": " "}, "user_id must not be empty"),
+])
+def test_validate_names_the_first_bad_event_among_many(bad, message):
+    """``validate`` checks suspect rows only (found per column); the error is the row-by-row one, of
+    the first bad row in table order."""
+    from gensar.data.schema import make_events, make_items, validate
+
+    items = make_items([{"item_id": i, "title": i} for i in ("a", "b", "c")])
+    good = [{"user_id": f"u{n % 5}", "timestamp": n, "behavior": "rec", "query": "", "items": ["abc"[n % 3]]}
+            for n in range(300)] + [{"user_id": "u9", "timestamp": 1, "behavior": "search", "query": "q a",
+                                     "items": ["a", "c"]}]
+    validate(items, make_events(good))
+    first = {"user_id": "u2", "timestamp": -1, "behavior": "rec", "query": "", "items": ["a"]} | bad
+    later = {"user_id": "u4", "timestamp": 10**6, "behavior": "rec", "query": "", "items": ["nope"]}
+    events = make_events(good + [later, first])  # sorted by user: the u2 row before the u4 one
+    assert events["user_id"].tolist().index(first["user_id"]) < events["user_id"].tolist().index("u4")
+    with pytest.raises(InputError, match=message):
+        validate(items, events)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 import pandas as pd
@@ -129,7 +130,10 @@ def validate(items: pd.DataFrame, events: pd.DataFrame, source: str = "") -> Non
     if bad.any():
         raise InputError(f"behavior must be 'rec' or 'search', got '{events['behavior'][bad].iloc[0]}'", path=source or None, field="behavior")
     known = set(items["item_id"])
-    for row in events.itertuples(index=False):
+    # The checks below, row by row, would take most of a prepare at millions of events: run them
+    # only on the rows a vectorized pass finds suspect, so the first bad row and its message stay
+    # those of the full loop.
+    for row in events.iloc[np.flatnonzero(_suspect_events(events, known))].itertuples(index=False):
         if not row.items:
             raise InputError(f"event of user '{row.user_id}' has no items", path=source or None, field="items")
         for it in row.items:
@@ -140,6 +144,29 @@ def validate(items: pd.DataFrame, events: pd.DataFrame, source: str = "") -> Non
         problem = event_problem(row.user_id, row.behavior, row.query, row.items)
         if problem is not None:
             raise InputError(f"{problem[1]} (user {row.user_id!r})", path=source or None, field=problem[0])
+
+
+def _suspect_events(events: pd.DataFrame, known: set[str]) -> np.ndarray:
+    """[n] bool: the events that fail a check of ``validate``'s loop (unknown or repeated items, no
+    items, a bad user id, query or rec/search shape), computed per column and per distinct value."""
+    lengths = np.fromiter((len(x) for x in events["items"]), dtype=np.int64, count=len(events))
+    flat = pd.Series(list(chain.from_iterable(events["items"])), dtype=object)
+    owner = np.repeat(np.arange(len(events)), lengths)
+    suspect = lengths == 0
+    suspect[owner[~flat.isin(known).to_numpy()]] = True
+    repeated = pd.DataFrame({"owner": owner, "item": flat}).duplicated().to_numpy()
+    suspect[owner[repeated]] = True
+    users = events["user_id"]
+    bad_users = {u for u in users.unique() if not u.strip() or _CONTROL.search(u)}
+    queries = events["query"]
+    distinct = queries.unique()
+    blank = queries.isin({q for q in distinct if not q.strip()}).to_numpy()
+    broken = queries.isin({q for q in distinct if _LINE_BREAK.search(q)}).to_numpy()
+    rec = (events["behavior"] == REC).to_numpy()
+    suspect |= users.isin(bad_users).to_numpy() | broken | (~rec & blank)
+    suspect |= rec & ((lengths != 1) | (queries != "").to_numpy())
+    suspect |= ~events["behavior"].isin(BEHAVIORS).to_numpy()
+    return suspect
 
 
 def item_text(title: str, categories: list[str], brand: str, description: str, max_chars: int = 1000) -> str:
