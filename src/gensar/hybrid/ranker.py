@@ -187,11 +187,11 @@ class HybridRanker:
         adds to a request's time. The beam's own search bounds their exact score from above (a
         candidate scores at most what the beam kept at the step its prefix fell out:
         ``GenerativeScorer.bound``), and the fused score grows with the generative one, so a
-        candidate whose fused bound is below the ``k``-th best fused score among the beam's own
-        candidates (exact already) cannot reach the top ``k`` and is never decoded. Off
-        (``hybrid.prune``), with a fusion that does not grow with the generative score, or where a
-        new item is among the candidates (their imputed features depend on the whole set), every
-        candidate is scored."""
+        candidate whose fused bound is below the ``k``-th best exact fused score found so far (the
+        beam's own candidates and a first pass, ``_bounded``) cannot reach the top ``k`` and is never
+        decoded. Off (``hybrid.prune``), with a fusion that does not grow with the generative score,
+        or where a new item is among the candidates (their imputed features depend on the whole
+        set), every candidate is scored."""
         pool = self._propose(behavior, requests, inputs, None, ())
         fusion = self.fusions.get(behavior)
         items = pool.items
