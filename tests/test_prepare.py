@@ -17,7 +17,7 @@ from gensar.data.queries import apply_search_protocol
 from gensar.data.schema import RawDataset, make_events, make_items
 from gensar.data.splits import leave_one_out
 from gensar.data.stats import compute_stats, format_stats
-from gensar.errors import ConfigError
+from gensar.errors import ConfigError, GensarError
 
 CATS = [["Shop", "Power Tools", "Saws"], ["Shop", "Power Tools", "Drills"], ["Shop", "Lab", "Glassware"],
         ["Shop", "Lab", "Scales"], ["Shop", "Tapes & Adhesives"]]
@@ -361,3 +361,20 @@ def test_query_source_title_from_the_cli_gives_specific_seeded_queries(tmp_path)
     is_search = (mixed["behavior"] == "search").to_numpy()
     from_title = (mixed["query"] != cat.events["query"]).to_numpy()[is_search]  # a category query is the item's
     assert 0.35 < from_title.mean() < 0.65
+
+
+def test_loaded_data_reads_candidate_lists_on_first_use_only(tiny_prepared, tmp_path):
+    """The candidate lists, the largest table, load when first read: the same table as written;
+    a grown catalog (``with_items``) keeps them unread; a missing file is still refused at load."""
+    out = tiny_prepared.save(tmp_path / "data")
+    data = PreparedData.load(out)
+    assert "candidates" not in data.__dict__ and type(data.__dict__["_candidates"]).__name__ == "_CandidatesFile"
+    grown = data.with_items(data.items.iloc[:5])
+    assert type(grown.__dict__["_candidates"]).__name__ == "_CandidatesFile"
+    pd.testing.assert_frame_equal(data.candidates, tiny_prepared.candidates)
+    assert isinstance(data.candidates["candidates"].iloc[0], list)
+    assert isinstance(data.__dict__["_candidates"], pd.DataFrame)  # read once, kept
+    pd.testing.assert_frame_equal(grown.candidates, tiny_prepared.candidates)
+    (out / "candidates.parquet").unlink()
+    with pytest.raises(GensarError, match="candidates.parquet: missing"):
+        PreparedData.load(out)

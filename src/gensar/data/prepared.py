@@ -42,7 +42,7 @@ class PreparedData:
     items: pd.DataFrame
     events: pd.DataFrame
     examples: pd.DataFrame
-    candidates: pd.DataFrame
+    candidates: pd.DataFrame  # a property after the class: read on first use when loaded (``load``)
     # items no model trains on (``gensar prepare --cold-items``, ``gensar.data.cold``), in items order
     cold_items: tuple[str, ...] = ()
 
@@ -55,18 +55,18 @@ class PreparedData:
         manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
         if manifest.get("schema_version") != SCHEMA_VERSION:
             raise GensarError(f"{root}/manifest.json: schema_version {manifest.get('schema_version')} != {SCHEMA_VERSION}; re-run `gensar prepare`")
-        tables = {}
         for name in _FILES:
-            path = root / f"{name}.parquet"
-            if not path.is_file():
-                raise GensarError(f"{path}: missing")
-            tables[name] = pd.read_parquet(path)
+            if not (root / f"{name}.parquet").is_file():
+                raise GensarError(f"{root / f'{name}.parquet'}: missing")
+        tables = {name: pd.read_parquet(root / f"{name}.parquet") for name in _FILES if name != "candidates"}
         cold = _read_cold_items(root / COLD_ITEMS_FILE, tables["items"])
-        data = cls(manifest=manifest, **tables, cold_items=cold)
+        # The candidate lists are the largest table (100 item ids per valid/test example: 1.2 GiB
+        # at 1.7M events) and only evaluation reads them, so they load on first use.
+        data = cls(manifest=manifest, **tables, candidates=_CandidatesFile(root / "candidates.parquet"),
+                   cold_items=cold)
         data.items["categories"] = [list(c) for c in data.items["categories"]]
         data.events["items"] = [list(c) for c in data.events["items"]]
         data.examples["history"] = [list(h) for h in data.examples["history"]]
-        data.candidates["candidates"] = [list(c) for c in data.candidates["candidates"]]
         return data
 
     def save(self, out: str | Path, overwrite: bool = False) -> Path:
@@ -127,6 +127,11 @@ class PreparedData:
         })
         return dataclasses.replace(self, items=items, examples=examples, candidates=candidates)
 
+    def with_items(self, items: pd.DataFrame) -> PreparedData:
+        """The same data over another items table (a grown catalog); candidate lists not read yet
+        stay unread."""
+        return dataclasses.replace(self, items=items, candidates=self.__dict__["_candidates"])
+
     @property
     def trained_items(self) -> int:
         """How many items training sees: the rows without the cold ones (in the whole data, the
@@ -157,6 +162,36 @@ class PreparedData:
         for user, items in zip(self.events["user_id"], self.events["items"], strict=True):
             out.setdefault(user, set()).update(items)
         return out
+
+
+@dataclass(frozen=True)
+class _CandidatesFile:
+    """candidates.parquet not read yet (``PreparedData.load``): ``PreparedData.candidates`` reads it."""
+
+    path: Path
+
+    def read(self) -> pd.DataFrame:
+        if not self.path.is_file():
+            raise GensarError(f"{self.path}: missing (the prepared data changed after it was loaded)")
+        table = pd.read_parquet(self.path)
+        table["candidates"] = [list(c) for c in table["candidates"]]
+        return table
+
+
+def _get_candidates(self: PreparedData) -> pd.DataFrame:
+    value = self.__dict__["_candidates"]
+    if isinstance(value, _CandidatesFile):
+        value = self.__dict__["_candidates"] = value.read()
+    return value
+
+
+def _set_candidates(self: PreparedData, value: pd.DataFrame | _CandidatesFile) -> None:
+    self.__dict__["_candidates"] = value
+
+
+# After the dataclass is made: its __init__ and ``dataclasses.replace`` go through the property.
+PreparedData.candidates = property(_get_candidates, _set_candidates,  # type: ignore[assignment]
+                                   doc="The candidate lists (read from disk on first use after ``load``).")
 
 
 def _read_cold_items(path: Path, items: pd.DataFrame) -> tuple[str, ...]:

@@ -14,7 +14,6 @@ they had been added through the items log before it.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -139,7 +138,7 @@ class Catalog:
             for kind in ID_KINDS:
                 taken[kind].add(getattr(item, kind))
         new = make_items([i.item for i in items])
-        grown = dataclasses.replace(self.data, items=pd.concat([self.data.items, new], ignore_index=True))
+        grown = self.data.with_items(pd.concat([self.data.items, new], ignore_index=True))
         self.ids = IdMaps({**ids.semantic, **{i.item_id: i.semantic for i in items}},
                           {**ids.collaborative, **{i.item_id: i.collaborative for i in items}})
         self.data = grown
