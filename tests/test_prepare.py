@@ -375,6 +375,17 @@ def test_loaded_data_reads_candidate_lists_on_first_use_only(tiny_prepared, tmp_
     assert isinstance(data.candidates["candidates"].iloc[0], list)
     assert isinstance(data.__dict__["_candidates"], pd.DataFrame)  # read once, kept
     pd.testing.assert_frame_equal(grown.candidates, tiny_prepared.candidates)
+    # the read happens at first use: a file removed or rewritten after load is refused then, never
+    # mixed with the tables read before it
+    unread = PreparedData.load(out)
     (out / "candidates.parquet").unlink()
+    assert len(unread.events) == len(tiny_prepared.events)  # the other tables were read at load
+    with pytest.raises(GensarError, match=r"candidates\.parquet: missing \(the prepared data changed"):
+        unread.candidates
     with pytest.raises(GensarError, match="candidates.parquet: missing"):
         PreparedData.load(out)
+    tiny_prepared.candidates.to_parquet(out / "candidates.parquet", index=False)
+    stale = PreparedData.load(out)
+    tiny_prepared.candidates.iloc[:3].to_parquet(out / "candidates.parquet", index=False)
+    with pytest.raises(GensarError, match="changed after the prepared data was loaded"):
+        stale.candidates

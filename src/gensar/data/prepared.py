@@ -62,7 +62,7 @@ class PreparedData:
         cold = _read_cold_items(root / COLD_ITEMS_FILE, tables["items"])
         # The candidate lists are the largest table (100 item ids per valid/test example: 1.2 GiB
         # at 1.7M events) and only evaluation reads them, so they load on first use.
-        data = cls(manifest=manifest, **tables, candidates=_CandidatesFile(root / "candidates.parquet"),
+        data = cls(manifest=manifest, **tables, candidates=_CandidatesFile.at(root / "candidates.parquet"),
                    cold_items=cold)
         data.items["categories"] = [list(c) for c in data.items["categories"]]
         data.events["items"] = [list(c) for c in data.events["items"]]
@@ -166,13 +166,24 @@ class PreparedData:
 
 @dataclass(frozen=True)
 class _CandidatesFile:
-    """candidates.parquet not read yet (``PreparedData.load``): ``PreparedData.candidates`` reads it."""
+    """candidates.parquet not read yet (``PreparedData.load``): ``PreparedData.candidates`` reads it,
+    refusing a file that changed since the other tables were read (they would not match)."""
 
     path: Path
+    stamp: tuple[int, int]  # (size, mtime in ns) at load
+
+    @classmethod
+    def at(cls, path: Path) -> _CandidatesFile:
+        st = path.stat()
+        return cls(path, (st.st_size, st.st_mtime_ns))
 
     def read(self) -> pd.DataFrame:
-        if not self.path.is_file():
-            raise GensarError(f"{self.path}: missing (the prepared data changed after it was loaded)")
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            raise GensarError(f"{self.path}: missing (the prepared data changed after it was loaded)") from None
+        if (st.st_size, st.st_mtime_ns) != self.stamp:
+            raise GensarError(f"{self.path}: changed after the prepared data was loaded; load it again")
         table = pd.read_parquet(self.path)
         table["candidates"] = [list(c) for c in table["candidates"]]
         return table

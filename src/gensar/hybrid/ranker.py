@@ -67,6 +67,16 @@ BOUND_SLACK = 1e-3
 FIRST_PASS = 2
 
 
+def _restricted(cands: Candidates, keep: np.ndarray, generative: np.ndarray, column: int) -> Candidates:
+    """``cands`` with only its ``keep`` [B, C] entries (the rest -1, features 0, as pads) and
+    ``generative`` [B, C] in feature ``column``."""
+    keep = keep & cands.valid
+    feats = cands.features.copy()
+    feats[..., column] = generative
+    return dataclasses.replace(cands, items=np.where(keep, cands.items, -1),
+                               features=np.where(keep[..., None], feats, 0.0), pinned=cands.pinned & keep)
+
+
 def title_key(text: str) -> str:
     return " ".join(words(text))
 
@@ -188,50 +198,51 @@ class HybridRanker:
         candidate scores at most what the beam kept at the step its prefix fell out:
         ``GenerativeScorer.bound``), and the fused score grows with the generative one, so a
         candidate whose fused bound is below the ``k``-th best exact fused score found so far (the
-        beam's own candidates and a first pass, ``_bounded``) cannot reach the top ``k`` and is never
+        beam's own candidates and a first pass, ``_pruned``) cannot reach the top ``k`` and is never
         decoded. Off (``hybrid.prune``), with a fusion that does not grow with the generative score,
         or where a new item is among the candidates (their imputed features depend on the whole
         set), every candidate is scored."""
         pool = self._propose(behavior, requests, inputs, None, ())
         fusion = self.fusions.get(behavior)
         items = pool.items
-        new = (items >= self.trained_items).any()
-        if self.cfg.prune and fusion is not None and fusion.grows_with(GENERATIVE) and not new and k > 0:
-            kept, generative = self._bounded(behavior, requests, inputs, pool, k)
-            pool = dataclasses.replace(pool, items=kept)
-        else:
-            generative = self.generative.score(behavior, inputs, items, self.cfg.candidate_chunk, pool.known)
-        cands = self._with_features(behavior, requests, pool, generative)
-        return dataclasses.replace(cands, pruned=int(((items >= 0) & (pool.items < 0)).sum()))
+        if self.cfg.prune and fusion is not None and fusion.grows_with(GENERATIVE) and k > 0 \
+                and not (items >= self.trained_items).any():
+            known, hit = self.generative.known_scores(pool.known, items)
+            if int(((items >= 0) & ~hit).sum(axis=1).max(initial=0)) > 2 * FIRST_PASS * k:
+                return self._pruned(behavior, requests, inputs, pool, known, hit, k)
+        generative = self.generative.score(behavior, inputs, items, self.cfg.candidate_chunk, pool.known)
+        return self._with_features(behavior, requests, pool, generative)
 
-    def _bounded(self, behavior: str, requests: Sequence[Request], inputs: torch.Tensor, pool: _Pool,
-                 k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(candidate rows that can reach the top ``k``, -1 elsewhere [B, C]; their exact generative
-        scores [B, C]). Two passes: the ``FIRST_PASS * k`` unscored candidates with the highest fused
-        bound are scored first, so the threshold (the ``k``-th best exact fused score) is close to the
-        final one before the rest is bounded against it."""
+    def _pruned(self, behavior: str, requests: Sequence[Request], inputs: torch.Tensor, pool: _Pool,
+                known: np.ndarray, hit: np.ndarray, k: int) -> Candidates:
+        """``top_candidates`` where pruning pays: two passes. The ``FIRST_PASS * k`` unscored
+        candidates with the highest fused bound are scored first, so the threshold (the ``k``-th best
+        exact fused score) is close to the final one before the rest is bounded against it.
+
+        The features are built once, with the bound as the generative one; only that column and
+        which candidates are kept change after (no candidate is new, so nothing else depends on the
+        set)."""
         items = pool.items
         valid = items >= 0
-        known, hit = self.generative.known_scores(pool.known, items)
-        if int((valid & ~hit).sum(axis=1).max(initial=0)) <= 2 * FIRST_PASS * k:
-            return items, self.generative.score(behavior, inputs, items, self.cfg.candidate_chunk, pool.known)
+        column = self.feature_names(behavior).index(GENERATIVE)
         bound = np.where(hit, known, self.generative.bound(behavior, pool.known, items) + BOUND_SLACK)
-        upper = self.fused(behavior, self._with_features(behavior, requests, pool, bound))  # [B, C]
+        base = self._with_features(behavior, requests, pool, bound)
+        upper = self.fused(behavior, base)  # [B, C]
         order = np.argsort(-np.where(valid & ~hit, upper, -np.inf), axis=1, kind="stable")[:, : FIRST_PASS * k]
         first = hit.copy()
         np.put_along_axis(first, order, True, axis=1)
         first &= valid
         scored = self.generative.score(behavior, inputs, np.where(first, items, -1), self.cfg.candidate_chunk,
                                        pool.known)
-        exact = self.fused(behavior, self._with_features(
-            behavior, requests, dataclasses.replace(pool, items=np.where(first, items, -1)), scored))
+        exact = self.fused(behavior, _restricted(base, first, scored, column))
         kth = -np.sort(-exact, axis=1)[:, k - 1] if exact.shape[1] >= k else np.full(len(exact), -np.inf)
         rest = valid & ~first & (upper >= kth[:, None])
         if rest.any():
             later = self.generative.score(behavior, inputs, np.where(rest, items, -1), self.cfg.candidate_chunk,
                                           pool.known)
             scored = np.where(rest, later, scored)
-        return np.where(first | rest, items, -1), scored
+        keep = first | rest
+        return dataclasses.replace(_restricted(base, keep, scored, column), pruned=int((valid & ~keep).sum()))
 
     def _propose(self, behavior: str, requests: Sequence[Request], inputs: torch.Tensor,
                  given: np.ndarray | None, extra_beams: Sequence[int]) -> _Pool:
