@@ -13,6 +13,7 @@ from gensar.decode.beam import beam_search, constrained_beam_search
 from gensar.decode.lm_head import OutputHead
 from gensar.decode.reference import DictTrie, brute_force_scores, hf_constrained_generate
 from gensar.decode.t5_decoder import T5BeamDecoder
+from gensar.decode.t5_fused import T5Weights
 from gensar.errors import GensarError
 from gensar.ids.trie import IdTrie
 
@@ -238,21 +239,29 @@ def test_t5_beam_decoder_matches_model_forward(overrides):
     model = tiny_t5(11, overrides=overrides)
     ids, mask = encoder_inputs(11, batch=2)
     g = torch.Generator().manual_seed(1)
-    seqs = torch.randint(2, VOCAB, (2, 3, 8), generator=g)  # [B, beams, T]: 3 different continuations each
+    # 12 tokens: past the relative-position bucket limits of the third config, and past the 8
+    # positions of the decoder's first position-bias table (it grows)
+    seqs = torch.randint(2, VOCAB, (2, 3, 12), generator=g)  # [B, beams, T]: 3 different continuations each
     seqs[:, :, 0] = 0  # decoder start
     seqs[:, :, 1:3] = seqs[:, :1, 1:3]  # a shared 2-token prefix per example
     ref = model(
         input_ids=ids.repeat_interleave(3, 0),
         attention_mask=mask.repeat_interleave(3, 0),
-        decoder_input_ids=seqs.view(6, 8),
-    ).logits.view(2, 3, 8, -1)  # [B, beams, T, V]
+        decoder_input_ids=seqs.view(6, 12),
+    ).logits.view(2, 3, 12, -1)  # [B, beams, T, V]
     with torch.inference_mode():
+        # the fused encoder (padded inputs included) against transformers' own
+        torch.testing.assert_close(
+            T5Weights.of(model).encode(ids, mask),
+            model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state,
+            atol=1e-5, rtol=1e-5,
+        )
         dec = T5BeamDecoder(model, ids, mask)
         hidden = dec.start(seqs[:, 0, 1:3])  # [B, d]: one row per example
         tol = logit_tol(hidden, dec.head.weight)
         torch.testing.assert_close(dec.head.logits(hidden), ref[:, 0, 2], atol=tol, rtol=0)
         origin = torch.arange(2).repeat_interleave(3)  # expand to 3 rows per example
-        for t in range(3, 8):  # past the relative-position bucket limits of the third config
+        for t in range(3, 12):
             hidden = dec.advance(origin, seqs[:, :, t].reshape(-1))  # [B*3, d]
             tol = logit_tol(hidden, dec.head.weight)
             torch.testing.assert_close(dec.head.logits(hidden).view(2, 3, -1), ref[:, :, t], atol=tol, rtol=0)

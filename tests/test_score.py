@@ -100,7 +100,8 @@ def test_the_beams_trace_bounds_every_exact_score(beam):
     bound = scorer.bound("rec", known, every)
     valid = every >= 0
     assert np.isneginf(bound[~valid]).all()
-    assert (bound[valid] >= exact[valid] - 1e-5).all()
+    # float32 sums of the same terms in another order: relative rounding, as for the hits below
+    assert (bound[valid] >= exact[valid] - (1e-5 + REL * np.abs(exact[valid]))).all()
     hit = (every[:, :, None] == known.items[:, None, :]).any(axis=2) & valid
     np.testing.assert_allclose(bound[hit], exact[hit], rtol=REL, atol=1e-5)
     for b in range(3):

@@ -272,3 +272,25 @@ def test_prompt_style_picks_its_renderer_once():
         select_renderer("chat")
     assert select_renderer("compact").template_texts() == []  # compact prompts add no template words
     assert len(set(select_renderer("paper").template_texts())) > 5
+
+
+@pytest.mark.parametrize("style", ["compact", "paper"])
+def test_an_encoder_rebound_to_other_events_renders_as_a_fresh_one(world, style):
+    """``with_events`` (how the server renders each request) gives the inputs of an encoder built
+    over those events, and one table's events never leak into another's rendering."""
+    data, ids, tok = world
+    cfg = TaskConfig(prompt_style=style)
+    base = SampleEncoder.for_events(tok, ids, data.events.iloc[:0], cfg, max_input_len=512)
+    tables = [data.events.iloc[:6], data.events.iloc[6:9], data.events.iloc[:6].iloc[::-1]]
+    for events in tables:
+        rebound = base.with_events(events["behavior"].tolist(), events["query"].tolist(),
+                                   [list(x) for x in events["items"]])
+        fresh = SampleEncoder.for_events(tok, ids, events, cfg, max_input_len=512)
+        for task, query in (("rec", ""), ("search", events["query"].iloc[0] or "a query")):
+            sample = Sample(task=task, query=query, history=tuple(range(len(events))))
+            assert rebound.input(sample) == fresh.input(sample)
+    # the first and third tables hold the same events in another order: another rendering
+    first, third = (base.with_events(t["behavior"].tolist(), t["query"].tolist(), [list(x) for x in t["items"]])
+                    for t in (tables[0], tables[2]))
+    sample = Sample(task="rec", history=tuple(range(6)))
+    assert first.input(sample) != third.input(sample)

@@ -6,9 +6,11 @@ leave their example, so here the cross-attention keys/values stay at one copy pe
 ``beams x new tokens`` queries of an example attend to them together. The self-attention cache is
 a plain [rows, heads, t, d_kv] tensor per layer, reordered to follow the surviving beams.
 
-The step reuses the model's own modules (embeddings, layer norms, projections, feed-forward,
-relative position bias), so any ``T5ForConditionalGeneration`` (T5, T5 v1.1 gated-GELU, any depth)
-gives the same numbers as its ``forward``; tests check this against ``model(...)``.
+The encoder and the step run on the model's own weights regrouped for few ops (``T5Weights``: fused
+projections, ``F.rms_norm``, no module calls), so any ``T5ForConditionalGeneration`` (T5, T5 v1.1
+gated-GELU, any depth) gives the numbers of its ``forward`` up to float rounding; tests check this
+against ``model(...)``. The causal relative position bias is built once per decoder for the lengths
+it reaches, not at every step.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch.nn.functional as F
 from transformers import T5ForConditionalGeneration
 
 from gensar.decode.lm_head import OutputHead
+from gensar.decode.t5_fused import T5Weights
 from gensar.errors import GensarError
 
 
@@ -32,15 +35,18 @@ class T5BeamDecoder:
     """
 
     def __init__(
-        self, model: T5ForConditionalGeneration, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self, model: T5ForConditionalGeneration, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+        weights: T5Weights | None = None,
     ):
+        """``weights``: ``T5Weights.of(model)`` made once by a caller that holds a frozen model
+        (serving), instead of regrouping the weights for every batch (~0.5 ms)."""
         if model.training:
             raise GensarError("decoding needs the model in eval mode (call model.eval())")
         cfg = model.config
         self.model = model
-        self.blocks = list(model.decoder.block)
-        first = self.blocks[0].layer[0].SelfAttention
-        self.heads, self.d_kv = first.n_heads, first.key_value_proj_dim
+        with torch.no_grad():
+            self.weights = T5Weights.of(model) if weights is None else weights
+        self.heads, self.d_kv = self.weights.heads, self.weights.d_kv
         self.pad_token_id = int(cfg.pad_token_id)
         self.start_token_id = int(cfg.decoder_start_token_id)
         # transformers 5 names the flag scale_decoder_outputs; 4.x scales when embeddings are tied.
@@ -48,8 +54,13 @@ class T5BeamDecoder:
         self.scale = cfg.d_model**-0.5 if (cfg.tie_word_embeddings if scaled is None else scaled) else 1.0
         self.head = OutputHead(model.lm_head.weight, model.lm_head.bias)
 
-        encoder = model.get_encoder()
-        enc = encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # [B, S, d]
+        with torch.no_grad():  # a caller outside inference mode must not record a graph of the encoder
+            enc = self.weights.encode(input_ids, attention_mask)  # [B, S, d]
+            self.cross_k, self.cross_v = [], []  # per layer [B, H, S, d_kv]
+            for block in self.weights.decoder:
+                k, v = self.weights.heads_of(F.linear(enc, block.cross.kv), 2)
+                self.cross_k.append(k)
+                self.cross_v.append(v)
         self.batch = enc.shape[0]
         self.min_value = torch.finfo(enc.dtype).min
         keep = attention_mask.bool()[:, None, None, :]  # [B, 1, 1, S]
@@ -57,14 +68,13 @@ class T5BeamDecoder:
         self.cross_bias = torch.zeros(keep.shape, dtype=enc.dtype, device=self.device).masked_fill(
             ~keep, self.min_value
         )
-        self.cross_k, self.cross_v = [], []  # per layer [B, H, S, d_kv]
-        for block in self.blocks:
-            attn = block.layer[1].EncDecAttention
-            self.cross_k.append(self._split_heads(attn.k(enc)))
-            self.cross_v.append(self._split_heads(attn.v(enc)))
         self.self_k: list[torch.Tensor] = []  # per layer [R, H, t, d_kv]
         self.self_v: list[torch.Tensor] = []
         self.past = 0  # decoder tokens already cached
+        # The causal position bias of the lengths reached so far [1, H, L, L], shared with every
+        # ``fresh`` copy (a one-element list so that a copy's growth is seen by all).
+        with torch.no_grad():
+            self._bias_table: list[torch.Tensor] = [self._causal_bias(8)]
         # The state after ``start`` per prefix, shared with every ``fresh`` copy: scoring after a beam
         # search starts from the very state the beam started from (cached tensors are never written
         # in place, only replaced).
@@ -114,17 +124,14 @@ class T5BeamDecoder:
         rows, new = ids.shape
         if rows % self.batch:
             raise GensarError(f"{rows} decoder rows for {self.batch} examples")
-        x = self.model.decoder.embed_tokens(ids)  # [R, T, d]
+        w = self.weights
+        x = F.embedding(ids, w.embed)  # [R, T, d]
         bias = self._self_bias(new)  # [1, H, T, past+T]
         first_step = not self.self_k
-        for i, block in enumerate(self.blocks):
-            sa_layer, ca_layer, ff_layer = block.layer[0], block.layer[1], block.layer[-1]
+        for i, block in enumerate(w.decoder):
             # Self-attention over this row's cached tokens and the new ones.
-            sa = sa_layer.SelfAttention
-            h = sa_layer.layer_norm(x)
-            q = self._split_heads(sa.q(h))  # [R, H, T, dk]
-            k = self._split_heads(sa.k(h))
-            v = self._split_heads(sa.v(h))
+            sa = block.self_attn
+            q, k, v = w.heads_of(F.linear(w.norm(x, sa.norm), sa.qkv), 3)  # [R, H, T, dk] each
             if not first_step:
                 k = torch.cat([self.self_k[i], k], dim=2)  # [R, H, past+T, dk]
                 v = torch.cat([self.self_v[i], v], dim=2)
@@ -134,32 +141,33 @@ class T5BeamDecoder:
                 self.self_v.append(v)
             # T5 does not scale q.k by 1/sqrt(d_kv)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)  # [R, H, T, dk]
-            x = x + sa.o(self._merge_heads(out))
+            x = x + F.linear(w.merge(out), sa.out)
             # Cross-attention: the beams of one example share its encoder keys/values.
-            ca = ca_layer.EncDecAttention
-            q = ca.q(ca_layer.layer_norm(x)).view(self.batch, rows // self.batch * new, self.heads, self.d_kv)
+            ca = block.cross
+            q = F.linear(w.norm(x, ca.norm), ca.q).view(self.batch, rows // self.batch * new, self.heads, self.d_kv)
             out = F.scaled_dot_product_attention(
                 q.transpose(1, 2), self.cross_k[i], self.cross_v[i], attn_mask=self.cross_bias, scale=1.0
             )  # [B, H, k*T, dk]
-            x = x + ca.o(out.transpose(1, 2).reshape(rows, new, self.heads * self.d_kv))
-            x = ff_layer(x)  # layer norm, (gated) feed-forward, residual
+            x = x + F.linear(out.transpose(1, 2).reshape(rows, new, self.heads * self.d_kv), ca.out)
+            x = block.ff(x)  # layer norm, (gated) feed-forward, residual
         self.past += new
-        return self.model.decoder.final_layer_norm(x) * self.scale  # [R, T, d]
+        return w.norm(x, w.decoder_final_norm) * self.scale  # [R, T, d]
 
     def _self_bias(self, new: int) -> torch.Tensor:
         """Causal relative position bias, ``new`` queries after ``past`` cached ones: [1, H, T, past+T]."""
-        sa = self.blocks[0].layer[0].SelfAttention
-        query_pos = torch.arange(self.past, self.past + new, device=self.device)[:, None]  # [T, 1]
-        key_pos = torch.arange(self.past + new, device=self.device)[None, :]  # [1, past+T]
+        end = self.past + new
+        if end > self._bias_table[0].shape[-1]:
+            self._bias_table[0] = self._causal_bias(max(end, 2 * self._bias_table[0].shape[-1]))
+        return self._bias_table[0][:, :, self.past : end, :end]
+
+    def _causal_bias(self, length: int) -> torch.Tensor:
+        """Bias of every query position < ``length`` to every key position: [1, H, L, L]."""
+        sa = self.model.decoder.block[0].layer[0].SelfAttention
+        pos = torch.arange(length, device=self.device)
+        relative = pos[None, :] - pos[:, None]  # key - query
         buckets = sa._relative_position_bucket(
-            key_pos - query_pos, bidirectional=False, num_buckets=sa.relative_attention_num_buckets,
+            relative, bidirectional=False, num_buckets=sa.relative_attention_num_buckets,
             max_distance=sa.relative_attention_max_distance,
         )
-        bias = sa.relative_attention_bias(buckets).permute(2, 0, 1)[None]  # [1, H, T, past+T]
-        return bias.masked_fill(key_pos > query_pos, self.min_value)
-
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.view(x.shape[0], x.shape[1], self.heads, self.d_kv).transpose(1, 2)  # [N, H, L, dk]
-
-    def _merge_heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], self.heads * self.d_kv)  # [N, L, H*dk]
+        bias = sa.relative_attention_bias(buckets).permute(2, 0, 1)[None]  # [1, H, L, L]
+        return bias.masked_fill(relative > 0, self.min_value)

@@ -11,6 +11,7 @@ import torch
 from gensar.decode.beam import constrained_beam_search
 from gensar.decode.score import identifier_log_probs
 from gensar.decode.t5_decoder import T5BeamDecoder
+from gensar.decode.t5_fused import T5Weights
 from gensar.ids.trie import IdTrie
 
 
@@ -38,9 +39,12 @@ class GenerativeScorer:
     tries: Mapping[str, IdTrie]
     prefixes: Mapping[str, Sequence[int]]
     paths: Mapping[str, np.ndarray] = field(init=False)  # per behavior [N, D] trie nodes (``item_paths``)
+    weights: T5Weights = field(init=False)  # the model is frozen here: its weights regrouped once
 
     def __post_init__(self) -> None:
         self.paths = {b: t.item_paths().numpy() for b, t in self.tries.items()}
+        with torch.no_grad():
+            self.weights = T5Weights.of(self.model)
 
     @classmethod
     def from_codes(cls, model: torch.nn.Module, pad_id: int, codes: Mapping[str, np.ndarray],
@@ -58,7 +62,7 @@ class GenerativeScorer:
 
     def propose(self, behavior: str, inputs: torch.Tensor, beam_size: int) -> Proposal:
         """The catalog beam of ``inputs`` [B, L] (``beam_size`` items per example)."""
-        encoded = T5BeamDecoder(self.model, inputs, inputs != self.pad_id)
+        encoded = T5BeamDecoder(self.model, inputs, inputs != self.pad_id, weights=self.weights)
         ranked = constrained_beam_search(self.model, inputs, inputs != self.pad_id, self.tries[behavior],
                                          self.prefixes[behavior], beam_size=beam_size, decoder=encoded)
         return Proposal(ranked.items.numpy(), ranked.scores.numpy().astype(np.float64), encoded,
@@ -120,7 +124,7 @@ class GenerativeScorer:
         out = np.full(candidates.shape, -np.inf)
         mask = inputs != self.pad_id
         if encoded is None:
-            encoded = T5BeamDecoder(self.model, inputs, mask)
+            encoded = T5BeamDecoder(self.model, inputs, mask, weights=self.weights)
         for lo in range(0, candidates.shape[1], chunk):
             part = torch.as_tensor(candidates[:, lo : lo + chunk])
             if bool((part >= 0).any()):

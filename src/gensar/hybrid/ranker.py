@@ -59,7 +59,7 @@ from gensar.hybrid.generative import GenerativeScorer, Proposal
 
 PIN_BONUS = 1e6  # above any fused score: exact-title matches first, in fused order among themselves
 # Added to the beam's bound before pruning: the exact score sums the same float32 terms in another
-# order (one teacher-forced pass), so it may exceed the bound by rounding (~1e-6 here).
+# order (one teacher-forced pass), so it may exceed the bound by rounding (~1e-7 relative).
 BOUND_SLACK = 1e-3
 # Pruning scores the FIRST_PASS * k unscored candidates with the best bounds first, then the rest
 # that can still reach the top k. A decoder pass has a fixed cost (measured: ~3 ms, as much as ~50

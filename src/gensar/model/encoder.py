@@ -7,6 +7,7 @@ ID, ``<query>``/``<text>`` + words, each ending with ``</s>``. Inputs are render
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,6 +56,15 @@ class SampleEncoder:
         encoder = cls.__new__(cls)
         encoder._setup(tokenizer, ids, events, {}, cfg, max_input_len)
         return encoder
+
+    def with_events(self, behavior: list[str], query: list[str], items: list[list[str]]) -> SampleEncoder:
+        """This encoder over another events table given as columns: the marker and identifier token
+        caches are kept (they depend on the tokenizer and the IDs only), the per-event and text
+        caches start empty. A server renders each request this way without rebuilding them."""
+        new = copy.copy(self)
+        new._events_behavior, new._events_query, new._events_items = behavior, query, items
+        new._event_cache, new._text_cache = {}, {}
+        return new
 
     def _setup(self, tokenizer, ids: IdMaps, events: pd.DataFrame, item_text: dict[str, str], cfg: TaskConfig,
                max_input_len: int) -> None:

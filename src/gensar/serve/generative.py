@@ -29,6 +29,8 @@ import torch
 from gensar.data.prepared import PreparedData
 from gensar.data.schema import SEARCH
 from gensar.decode.beam import constrained_beam_search
+from gensar.decode.t5_decoder import T5BeamDecoder
+from gensar.decode.t5_fused import T5Weights
 from gensar.errors import GensarError
 from gensar.ids.item_ids import COLLABORATIVE, SEMANTIC, IdMaps
 from gensar.ids.trie import IdTrie
@@ -69,7 +71,9 @@ class GenerativeEngine:
         self.num_items = len(item_ids)
         self.item_ids = item_ids
         self.pad = int(tokenizer.pad_token_id)
-        probe = self._encoder(pd.DataFrame({"behavior": [], "query": [], "items": []}))
+        probe = self._base_encoder = self._encoder(pd.DataFrame({"behavior": [], "query": [], "items": []}))
+        with torch.no_grad():
+            self._weights = T5Weights.of(self.model)  # the model is frozen here: regrouped once
         self._prefix = {kind: probe.token(tok) for kind, tok in
                         ((COLLABORATIVE, REC_TOKEN), (SEMANTIC, SEARCH_TOKEN), ("query", QUERY_TOKEN))}
         self._tries = {kind: IdTrie.build(self.id_codes(kind, item_ids)) for kind in (COLLABORATIVE, SEMANTIC)}
@@ -112,6 +116,7 @@ class GenerativeEngine:
             raise GensarError(f"items added from row {start}, but the engine holds {self.num_items}")
         ids.require_items(item_ids)
         self.ids = ids
+        self._base_encoder = self._encoder(pd.DataFrame({"behavior": [], "query": [], "items": []}))
         # Rebuilt whole (trie nodes are stored level by level); old identifiers are unchanged, so
         # every trained item keeps its leaf and its scores.
         self._tries = {kind: IdTrie.build(self.id_codes(kind, item_ids)) for kind in (COLLABORATIVE, SEMANTIC)}
@@ -148,8 +153,9 @@ class GenerativeEngine:
         input_ids = self.render(task, histories, queries)  # [B, L]
         k = min(k, trie.num_items)
         beam = max(beam_size if beam_size is not None else self.beam_size, k)
-        ranked = constrained_beam_search(self.model, input_ids, input_ids != self.pad, trie, prefix,
-                                         beam_size=beam, top_k=k)
+        mask = input_ids != self.pad
+        ranked = constrained_beam_search(self.model, input_ids, mask, trie, prefix, beam_size=beam, top_k=k,
+                                         decoder=self.decoder(input_ids, mask))
         return ranked.items.tolist(), ranked.scores.tolist()  # [B, k] each
 
     def render(self, task: str, histories: Sequence[History], queries: Sequence[str]) -> torch.Tensor:
@@ -160,10 +166,13 @@ class GenerativeEngine:
             events.extend(history)
             samples.append(Sample(task=task, query=query if task == SEARCH else "",
                                   history=tuple(range(start, len(events)))))
-        view = pd.DataFrame({"behavior": [e.behavior for e in events], "query": [e.query for e in events],
-                             "items": [list(e.items) for e in events]})
-        encoder = self._encoder(view)
+        encoder = self._base_encoder.with_events([e.behavior for e in events], [e.query for e in events],
+                                                 [list(e.items) for e in events])
         return pad_batch([encoder.input(s) for s in samples], self.pad)
+
+    def decoder(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> T5BeamDecoder:
+        """``input_ids`` [B, L] encoded, ready for beam search or scoring."""
+        return T5BeamDecoder(self.model, input_ids, attention_mask, weights=self._weights)
 
     def _encoder(self, events: pd.DataFrame) -> SampleEncoder:
         # Only the events and no item texts: rec/search/next_query inputs never use item texts.
