@@ -1,13 +1,13 @@
 """Serving benchmark: latency of single requests, throughput vs concurrency, errors under load.
 
-Starts ``gensar serve RUN_DIR`` as its own process on 127.0.0.1 (any free port) and drives it
+Starts ``gensar serve RUN_DIR --engine ENGINE`` (generative, hybrid or fake) as its own process on 127.0.0.1 (any free port) and drives it
 from this process with an asyncio HTTP load generator (httpx). Requests are a seeded mix of
 ``/recommend`` (users of the prepared data) and ``/search`` (queries of its search log, half of
 them personalized). Phases:
 
-1. latency: ``--latency-requests`` sequential single requests -> p50 / p95 / mean (ms);
+1. latency: ``--latency-requests`` sequential single requests -> p50 / p95 / p99 / mean (ms);
 2. throughput: for each of ``--levels`` (default 1, 8, 64) concurrent clients, ``--level-seconds``
-   of closed-loop load -> requests/s, p50 / p95 latency, mean micro-batch size (from /health);
+   of closed-loop load -> requests/s, p50 / p95 / p99 latency, mean micro-batch size (from /health);
 3. soak: 64 clients for ``--duration`` seconds (default 60) -> must end with zero errors (a
    non-2xx answer or a transport error); the exit code is 1 otherwise.
 
@@ -41,7 +41,7 @@ from gensar.io import atomic_write_json
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("run_dir")
-    p.add_argument("--engine", default="generative", choices=["generative", "fake"])
+    p.add_argument("--engine", default="generative", choices=["generative", "hybrid", "fake"])
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--beam-size", type=int, default=30)
     p.add_argument("--max-batch", type=int, default=32)
@@ -97,6 +97,7 @@ class Tally:
             "throughput_rps": round(len(lat) / seconds, 2) if seconds > 0 else None,
             "p50_ms": round(float(np.percentile(lat, 50)), 2) if len(lat) else None,
             "p95_ms": round(float(np.percentile(lat, 95)), 2) if len(lat) else None,
+            "p99_ms": round(float(np.percentile(lat, 99)), 2) if len(lat) else None,
             "mean_ms": round(float(lat.mean()), 2) if len(lat) else None,
             "error_examples": self.error_examples,
         }
@@ -227,13 +228,14 @@ def main() -> int:
 
     print(f"engine={args.engine} k={args.k} beam={args.beam_size} max_batch={args.max_batch} "
           f"max_wait_ms={args.max_wait_ms} threads={args.threads} cpus={os.cpu_count()}")
-    print(f"{'phase':<22}{'req':>7}{'err':>5}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'batch':>7}")
+    print(f"{'phase':<22}{'req':>7}{'err':>5}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'batch':>7}")
     for path, s in results["latency"].items():
-        print(f"{'single ' + path:<22}{s['requests']:>7}{s['errors']:>5}{'':>9}{s['p50_ms']!s:>9}{s['p95_ms']!s:>9}")
+        print(f"{'single ' + path:<22}{s['requests']:>7}{s['errors']:>5}{'':>9}{s['p50_ms']!s:>9}{s['p95_ms']!s:>9}"
+              f"{s['p99_ms']!s:>9}")
     for s in results["throughput"] + ([results["soak"]] if "soak" in results else []):
         name = f"{s['clients']} clients" + (" (soak)" if s is results.get("soak") else "")
         print(f"{name:<22}{s['requests']:>7}{s['errors']:>5}{s['throughput_rps']!s:>9}{s['p50_ms']!s:>9}"
-              f"{s['p95_ms']!s:>9}{s['mean_batch']!s:>7}")
+              f"{s['p95_ms']!s:>9}{s['p99_ms']!s:>9}{s['mean_batch']!s:>7}")
     if args.out:
         atomic_write_json(args.out, results)
         print(f"-> {args.out}")
