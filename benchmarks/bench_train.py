@@ -81,7 +81,7 @@ from gensar.pipeline import PipelineConfig
 
 # The loop's own batching and optimizer (private helpers: the benchmark must time what
 # `gensar train` runs, not a copy of it).
-from gensar.model.batching import bucket_key, collate, length_bucketed
+from gensar.model.batching import EncodedSamples, bucket_key, collate, length_bucketed
 from gensar.model.train import _optimizer
 from gensar.runtime import configure_threads, seed_everything
 
@@ -208,7 +208,7 @@ class Corpus:
     """What one prompt style's arms share: the tokenizer, the encoded samples and the epoch plan."""
 
     tokenizer: transformers.PreTrainedTokenizerBase
-    encoded: list[tuple[np.ndarray, np.ndarray]]
+    encoded: EncodedSamples
     plan: np.ndarray  # sample indices of epoch 0, length-bucketed
     setup_s: float
 
@@ -220,7 +220,7 @@ def build_corpus(style: str, data: PreparedData, ids: IdMaps, cfg: ModelRunConfi
     tokenizer = build_tokenizer(tokenizer_corpus(data, style), list(MARKER_TOKENS) + ids.tokens(), cfg.tokenizer)
     mix = TaskMix.build(build_samples(data, tasks, tc.seed), tasks)
     encoder = SampleEncoder(tokenizer, ids, data, tasks, tc.max_input_len)
-    encoded = [encoder.encode(s) for s in mix.samples]
+    encoded = EncodedSamples((encoder.input(s), encoder.target(s)) for s in mix.samples)
     plan = length_bucketed(
         mix.epoch_plan(tc.seed, 0),
         bucket_key(encoded),  # the same sort key as `gensar train`
@@ -349,8 +349,8 @@ def hardware(threads: int) -> dict:
 
 
 def arm_summary(arm: Arm, total: Timing, rounds: list[Timing], flops: float, warmup_s: float) -> dict:
-    in_len = np.array([len(x) for x, _ in arm.corpus.encoded], dtype=np.float64)
-    out_len = np.array([len(y) for _, y in arm.corpus.encoded], dtype=np.float64)
+    in_len = arm.corpus.encoded.input_lengths.astype(np.float64)
+    out_len = arm.corpus.encoded.target_lengths.astype(np.float64)
     plan = arm.corpus.plan
     sps = total.samples_per_s()
     return {

@@ -27,7 +27,7 @@ from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
 from gensar.model.samples import Sample, TaskMix, build_samples
 from gensar.model.task_config import TaskConfig
 from gensar.model.tokenizer import TokenizerConfig, build_tokenizer
-from gensar.model.batching import bucket_key, collate, length_bucketed
+from gensar.model.batching import EncodedSamples, bucket_key, collate, length_bucketed
 from gensar.model.checkpoint import atomic_torch_save
 from gensar.model.train import train, trained_behaviors
 from gensar.model.train_config import ModelRunConfig
@@ -129,7 +129,7 @@ def test_tiny_model_loss_decreases(tiny):
     cfg = TaskConfig()
     mix = TaskMix.build(build_samples(data, cfg, 0), cfg)
     enc = SampleEncoder(tok, ids, data, cfg, max_input_len=128)
-    encoded = [enc.encode(s) for s in mix.samples]
+    encoded = EncodedSamples((enc.input(s), enc.target(s)) for s in mix.samples)
     batch = collate(encoded, mix.epoch_plan(0, 0)[:32], tok.pad_token_id, torch.device("cpu"))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     losses = []
@@ -175,7 +175,7 @@ def test_bucket_key_groups_by_target_class_then_input_length():
         return np.zeros(n_in, dtype=np.int64), np.zeros(n_out, dtype=np.int64)
 
     # ID targets (6 tokens) behind histories, text targets (40) behind short inputs
-    encoded = [pair(90, 6), pair(8, 40), pair(60, 6), pair(6, 41), pair(30, 12)]
+    encoded = EncodedSamples([pair(90, 6), pair(8, 40), pair(60, 6), pair(6, 41), pair(30, 12)])
     key = bucket_key(encoded)
     assert np.argsort(key, kind="stable").tolist() == [2, 0, 4, 3, 1]
     assert key.tolist() == [90, 3 * 91 + 8, 60, 3 * 91 + 6, 1 * 91 + 30]
@@ -189,7 +189,7 @@ def test_bucket_key_groups_by_target_class_then_input_length():
         return sum(len(b) * max(len(mix[i][1]) for i in b) for b in p.reshape(-1, 32))
 
     by_sum = np.array([len(x) + len(y) for x, y in mix])
-    by_key = length_bucketed(plan, bucket_key(mix), 32, 20, np.random.default_rng(1))
+    by_key = length_bucketed(plan, bucket_key(EncodedSamples(mix)), 32, 20, np.random.default_rng(1))
     real = sum(len(y) for _, y in mix)
     assert padded_targets(by_key) == real
     assert padded_targets(length_bucketed(plan, by_sum, 32, 20, np.random.default_rng(1))) > 1.1 * real
@@ -410,3 +410,26 @@ def test_param_groups_decay_matrices_only_and_skip_frozen():
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert [p is model[1].weight for p in decay["params"]] == [True]
     assert [tuple(p.shape) for p in no_decay["params"]] == [(4,), (4,), (4,)]  # linear bias, norm gain, norm bias
+
+
+def test_encoded_samples_round_trip_and_collate():
+    """The flat storage gives back every sample's tokens as given, and batches as the pairs would."""
+    rng = np.random.default_rng(0)
+    pairs = [(rng.integers(0, 5000, int(rng.integers(1, 40))).tolist(), rng.integers(0, 5000, int(rng.integers(1, 9))).tolist())
+             for _ in range(300)]
+    pairs[7] = ([4], [2**31 - 1])  # the largest int32 token id survives
+    enc = EncodedSamples(iter(pairs))  # any iterable: a generator is consumed once
+    assert len(enc) == 300 and enc.inputs.dtype == np.int32
+    for i, (x, y) in enumerate(pairs):
+        got_x, got_y = enc[i]
+        assert got_x.tolist() == x and got_y.tolist() == y
+    assert enc.input_lengths.tolist() == [len(x) for x, _ in pairs]
+    assert enc.target_lengths.tolist() == [len(y) for _, y in pairs]
+    batch = collate(enc, np.array([3, 7, 3]), pad=0, device=torch.device("cpu"))
+    width = max(len(pairs[i][0]) for i in (3, 7))
+    assert batch["input_ids"].shape == (3, width) and batch["input_ids"].dtype == torch.int64
+    assert batch["input_ids"][1, :1].tolist() == [4] and batch["attention_mask"][1].sum() == 1
+    assert batch["labels"][1].tolist()[:1] == [2**31 - 1] and (batch["labels"][1, 1:] == -100).all()
+    assert torch.equal(batch["input_ids"][0], batch["input_ids"][2])
+    empty = EncodedSamples([])
+    assert len(empty) == 0 and bucket_key(empty).shape == (0,)

@@ -11,7 +11,6 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 
 from gensar.data.prepared import PreparedData
@@ -157,10 +156,6 @@ class SampleEncoder:
             budget -= len(ev)
         ids = head + [t for ev in reversed(kept) for t in ev] + tail
         return ids[: self.max_input_len - 1] + [self.eos]
-
-    def encode(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
-        """(input ids [L], target ids [T]) as int64 arrays."""
-        return np.asarray(self.input(sample), dtype=np.int64), np.asarray(self.target(sample), dtype=np.int64)
 
     def input_text(self, sample: Sample) -> str:
         """The rendered input as text (for inspection and docs)."""

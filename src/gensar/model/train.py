@@ -50,7 +50,7 @@ from gensar.errors import GensarError
 from gensar.ids.item_ids import IdMaps
 from gensar.io import atomic_dir, atomic_write_json
 from gensar.model.backbone import build_backbone, count_parameters, load_pretrained_backbone, save_model
-from gensar.model.batching import bucket_key, collate, length_bucketed
+from gensar.model.batching import EncodedSamples, bucket_key, collate, length_bucketed
 from gensar.model.checkpoint import (
     Progress,
     checkpoint_dir,
@@ -181,7 +181,7 @@ def _run(
     if mix.epoch_size() < env.world_size:
         raise GensarError(f"an epoch has {mix.epoch_size()} samples, fewer than {env.world_size} processes")
     encoder = SampleEncoder(tokenizer, ids, data, cfg.tasks, tc.max_input_len)
-    encoded = [encoder.encode(s) for s in mix.samples]
+    encoded = EncodedSamples((encoder.input(s), encoder.target(s)) for s in mix.samples)
     lengths = bucket_key(encoded)
     eval_sets = _eval_sets(data, tc, trained_behaviors(cfg.tasks))
 
