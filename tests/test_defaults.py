@@ -27,6 +27,15 @@ def test_model_shape_grows_with_interactions():
     assert large.d_model > medium.d_model and large.num_layers > medium.num_layers
 
 
+@pytest.mark.parametrize(("items", "loss"), [(1682, "full_ce"), (10_000, "full_ce"), (10_001, "sampled_ce"),
+                                             (63_000, "sampled_ce")])
+def test_sasrec_samples_its_negatives_only_for_large_catalogs(items, loss):
+    cfg = default_config("some/dir", DataSize(items=items, interactions=100_000, users=943))
+    assert cfg.ids.sasrec.loss == loss
+    assert default_config("some/dir", DataSize(items=items, interactions=100_000, users=943),
+                          ["ids.sasrec.loss=bce"]).ids.sasrec.loss == "bce"  # an override still wins
+
+
 def test_default_config_validates_on_valid_and_keeps_overrides():
     size = DataSize(items=1682, interactions=100_000, users=943)
     cfg = default_config("some/dir", size, ["model.train.epochs=3"])
