@@ -71,7 +71,7 @@ class GenerativeEngine:
         self.num_items = len(item_ids)
         self.item_ids = item_ids
         self.pad = int(tokenizer.pad_token_id)
-        probe = self._base_encoder = self._encoder(pd.DataFrame({"behavior": [], "query": [], "items": []}))
+        probe = self._base_encoder = self._encoder()
         with torch.no_grad():
             self._weights = T5Weights.of(self.model)  # the model is frozen here: regrouped once
         self._prefix = {kind: probe.token(tok) for kind, tok in
@@ -116,7 +116,7 @@ class GenerativeEngine:
             raise GensarError(f"items added from row {start}, but the engine holds {self.num_items}")
         ids.require_items(item_ids)
         self.ids = ids
-        self._base_encoder = self._encoder(pd.DataFrame({"behavior": [], "query": [], "items": []}))
+        self._base_encoder = self._encoder()  # the identifier caches follow the grown IDs
         # Rebuilt whole (trie nodes are stored level by level); old identifiers are unchanged, so
         # every trained item keeps its leaf and its scores.
         self._tries = {kind: IdTrie.build(self.id_codes(kind, item_ids)) for kind in (COLLABORATIVE, SEMANTIC)}
@@ -174,9 +174,11 @@ class GenerativeEngine:
         """``input_ids`` [B, L] encoded, ready for beam search or scoring."""
         return T5BeamDecoder(self.model, input_ids, attention_mask, weights=self._weights)
 
-    def _encoder(self, events: pd.DataFrame) -> SampleEncoder:
-        # Only the events and no item texts: rec/search/next_query inputs never use item texts.
-        return SampleEncoder.for_events(self.tokenizer, self.ids, events, self.tasks, self.max_input_len)
+    def _encoder(self) -> SampleEncoder:
+        """An encoder over no events and no item texts (rec/search/next_query inputs never use item
+        texts); each request rebinds it to its own events (``with_events``)."""
+        empty = pd.DataFrame({"behavior": [], "query": [], "items": []})
+        return SampleEncoder.for_events(self.tokenizer, self.ids, empty, self.tasks, self.max_input_len)
 
     def _known_queries(self, encoder: SampleEncoder, data: PreparedData) -> tuple[list[str], list[list[int]]]:
         """Distinct queries of the search log (first-seen order) and their target tokens (+ ``</s>``)."""
