@@ -35,7 +35,8 @@ import httpx
 import numpy as np
 
 from gensar.data.prepared import PreparedData
-from gensar.io import atomic_write_json
+from gensar.errors import GensarError
+from gensar.io import atomic_write_json, check_output_json
 
 
 def parse_args() -> argparse.Namespace:
@@ -204,11 +205,17 @@ def stop_server(proc: subprocess.Popen, timeout: float = 60) -> None:
 
 def main() -> int:
     args = parse_args()
+    if args.out:
+        try:  # before any work: never replace a file this benchmark did not write
+            check_output_json(args.out, "benchmark", "serve")
+        except GensarError as err:
+            print(f"bench_serve: error: {err}", file=sys.stderr)
+            return 2
     data = PreparedData.load(Path(args.run_dir) / "data")
     users = sorted(set(data.events["user_id"]))
     queries = sorted(set(data.events.loc[data.events["behavior"] == "search", "query"]))
     levels = [int(x) for x in args.levels.split(",") if x.strip()]
-    results: dict = {"run_dir": args.run_dir, "engine": args.engine, "k": args.k, "beam_size": args.beam_size,
+    results: dict = {"benchmark": "serve", "run_dir": args.run_dir, "engine": args.engine, "k": args.k, "beam_size": args.beam_size,
                      "max_batch": args.max_batch, "max_wait_ms": args.max_wait_ms, "threads": args.threads,
                      "cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}
     with tempfile.TemporaryDirectory(prefix="bench_serve.") as tmp:

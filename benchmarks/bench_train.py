@@ -69,7 +69,7 @@ from gensar.data.prepare import PrepareConfig, prepare
 from gensar.data.prepared import PreparedData
 from gensar.data.synth import SynthConfig, generate_world
 from gensar.errors import GensarError
-from gensar.io import atomic_write_json
+from gensar.io import atomic_write_json, check_output_json
 from gensar.model.backbone import build_backbone, count_parameters
 from gensar.ids.item_ids import IdMaps
 from gensar.model.encoder import SampleEncoder
@@ -441,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     specs = COMPARISONS[args.compare]
     try:
+        if args.json is not None:  # before any work: never replace a file this benchmark did not write
+            check_output_json(args.json, "benchmark", "train_throughput")
         cfg = base_config(args)
         for spec in specs:
             dataclasses.replace(cfg.train, bf16=spec.bf16, compile=spec.compile).check_device(CPU)

@@ -396,3 +396,34 @@ def test_validate_names_the_first_bad_event_among_many(bad, message):
     assert events["user_id"].tolist().index(first["user_id"]) < events["user_id"].tolist().index("u4")
     with pytest.raises(InputError, match=message):
         validate(items, events)
+
+
+def test_benchmark_results_replace_only_their_own_earlier_results(tmp_path, capsys, monkeypatch):
+    """``--json`` / ``--out`` of the benchmarks: a user's file (or another tool's JSON, or a
+    directory) is refused with exit 2 and left byte for byte; a result the benchmark wrote may be
+    written again."""
+    import importlib.util
+
+    from gensar.errors import OutputError
+    from gensar.io import check_output_json
+
+    mine = tmp_path / "notes.json"
+    mine.write_text('{"my": "data"}\n')
+    other = tmp_path / "serve.json"
+    other.write_text('{"benchmark": "serve"}\n')
+    text = tmp_path / "notes.txt"
+    text.write_text("not json at all")
+    for path in (mine, other, text, tmp_path):
+        with pytest.raises(OutputError, match="not a result this command wrote"):
+            check_output_json(path, "benchmark", "train_throughput")
+    assert check_output_json(other, "benchmark", "serve") == other
+    assert check_output_json(tmp_path / "new.json", "benchmark", "serve") == tmp_path / "new.json"
+
+    spec = importlib.util.spec_from_file_location("bench_train", REPO / "benchmarks" / "bench_train.py")
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_train", bench)  # its dataclasses look their module up
+    spec.loader.exec_module(bench)
+    before = mine.read_bytes()
+    assert bench.main(["--json", str(mine), "--steps", "1"]) == 2  # refused before any work
+    assert mine.read_bytes() == before
+    assert "not a result this command wrote" in capsys.readouterr().err

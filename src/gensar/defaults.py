@@ -20,11 +20,13 @@ history window         10 events (both configs)
 SASRec loss            ``sampled_ce`` (100 sampled negatives) above 10K items, else ``full_ce``: a
                        rule of cost. ``full_ce`` takes a softmax over the catalog at every
                        position, O(N x I) an epoch (827 s at 1.7M events / 63K items against 126 s
-                       sampled); below ~10K items it is the faster of the two in total (fewer
-                       epochs to converge). On the valid splits of the demo world, amazon-scientific
-                       and ml-100k (where both run) sampled_ce is not worse: NDCG@10 0.385 / 0.345 /
-                       0.492 vs 0.374 / 0.343 / 0.488, whole-catalog Recall@10 0.180 / 0.116 /
-                       0.135 vs 0.169 / 0.111 / 0.127 (benchmarks/README, "SASRec's loss at scale")
+                       sampled); at 0.5K-4K items it was the faster of the two in total (fewer
+                       epochs to converge), at 20K items sampled was 2.7x faster an epoch; 10K is
+                       between the two, not a measured crossover. On the valid splits of the demo
+                       world, amazon-scientific and ml-100k sampled_ce is not worse: NDCG@10 0.385 /
+                       0.345 / 0.492 vs 0.374 / 0.343 / 0.488, whole-catalog Recall@10 0.180 /
+                       0.116 / 0.135 vs 0.169 / 0.111 / 0.127 (benchmarks/README, "SASRec's loss at
+                       scale")
 task mix, optimizer    the same for every size (not a rule of size): ad-hoc search on each item's
                        catalog query twice per epoch (``adhoc`` 2.0), next item from a rec history
                        (``next_item``), ad-hoc search on each logged query (``adhoc_logged``); lr

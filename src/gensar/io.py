@@ -46,6 +46,23 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def check_output_json(path: str | Path, key: str, value: str) -> Path:
+    """``path`` may be (re)written as a JSON result: it does not exist, or it is a JSON object whose
+    ``key`` is ``value`` (this writer's own earlier result). Anything else (a user's file, another
+    tool's, a directory) is refused with ``OutputError``, so a mistyped option never replaces it."""
+    path = Path(path)
+    if not path.exists():
+        return path
+    try:
+        ours = path.is_file() and json.loads(path.read_text(encoding="utf-8")).get(key) == value
+    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise OutputError(f"{path}: exists and is not a result this command wrote (no \"{key}\": \"{value}\"); "
+                          "choose another path")
+    return path
+
+
 def lock_file_of(out: Path) -> Path:
     """The lock of output directory ``out``: a sibling, since ``atomic_dir`` replaces ``out`` itself."""
     out = Path(os.path.abspath(out))

@@ -62,6 +62,7 @@ class T5BeamDecoder:
                 self.cross_k.append(k)
                 self.cross_v.append(v)
         self.batch = enc.shape[0]
+        self.dtype = enc.dtype
         self.min_value = torch.finfo(enc.dtype).min
         keep = attention_mask.bool()[:, None, None, :]  # [B, 1, 1, S]
         self.device = enc.device
@@ -74,7 +75,7 @@ class T5BeamDecoder:
         # The causal position bias of the lengths reached so far [1, H, L, L], shared with every
         # ``fresh`` copy (a one-element list so that a copy's growth is seen by all).
         with torch.no_grad():
-            self._bias_table: list[torch.Tensor] = [self._causal_bias(8)]
+            self._bias_table: list[torch.Tensor] = [self.weights.causal_bias(8, self.device, self.dtype)]
         # The state after ``start`` per prefix, shared with every ``fresh`` copy: scoring after a beam
         # search starts from the very state the beam started from (cached tensors are never written
         # in place, only replaced).
@@ -157,17 +158,6 @@ class T5BeamDecoder:
         """Causal relative position bias, ``new`` queries after ``past`` cached ones: [1, H, T, past+T]."""
         end = self.past + new
         if end > self._bias_table[0].shape[-1]:
-            self._bias_table[0] = self._causal_bias(max(end, 2 * self._bias_table[0].shape[-1]))
+            grown = max(end, 2 * self._bias_table[0].shape[-1])
+            self._bias_table[0] = self.weights.causal_bias(grown, self.device, self.dtype)
         return self._bias_table[0][:, :, self.past : end, :end]
-
-    def _causal_bias(self, length: int) -> torch.Tensor:
-        """Bias of every query position < ``length`` to every key position: [1, H, L, L]."""
-        sa = self.model.decoder.block[0].layer[0].SelfAttention
-        pos = torch.arange(length, device=self.device)
-        relative = pos[None, :] - pos[:, None]  # key - query
-        buckets = sa._relative_position_bucket(
-            relative, bidirectional=False, num_buckets=sa.relative_attention_num_buckets,
-            max_distance=sa.relative_attention_max_distance,
-        )
-        bias = sa.relative_attention_bias(buckets).permute(2, 0, 1)[None]  # [1, H, L, L]
-        return bias.masked_fill(relative > 0, self.min_value)

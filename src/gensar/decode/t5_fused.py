@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from transformers import T5ForConditionalGeneration
 from transformers.activations import ACT2FN
 
-__all__ = ["CrossBlock", "DecoderBlock", "FeedForward", "T5Weights"]
+__all__ = ["CrossBlock", "DecoderBlock", "EncoderBlock", "FeedForward", "SelfAttention", "T5Weights"]
 
 
 @dataclass(frozen=True)
@@ -84,9 +84,10 @@ class T5Weights:
     embed: torch.Tensor  # [V, d], shared by encoder and decoder
     encoder: tuple[EncoderBlock, ...]
     encoder_final_norm: torch.Tensor
-    encoder_bias: torch.nn.Module  # the encoder's relative position bias (first block's)
+    encoder_position: torch.nn.Module  # the first encoder block's attention: its relative position bias
     decoder: tuple[DecoderBlock, ...]
     decoder_final_norm: torch.Tensor
+    decoder_position: torch.nn.Module  # the first decoder block's self-attention: its (causal) bias
 
     @staticmethod
     def of(model: T5ForConditionalGeneration) -> T5Weights:
@@ -119,9 +120,10 @@ class T5Weights:
             embed=model.shared.weight,
             encoder=encoder,
             encoder_final_norm=model.encoder.final_layer_norm.weight,
-            encoder_bias=first,
+            encoder_position=first,
             decoder=tuple(decoder),
             decoder_final_norm=model.decoder.final_layer_norm.weight,
+            decoder_position=model.decoder.block[0].layer[0].SelfAttention,
         )
 
     def norm(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -140,7 +142,7 @@ class T5Weights:
         """The encoder's last hidden state [B, S, d] (``model.get_encoder()(...).last_hidden_state``)."""
         x = F.embedding(input_ids, self.embed)
         length = input_ids.shape[1]
-        bias = self.encoder_bias.compute_bias(length, length, device=x.device)  # [1, H, S, S]
+        bias = self.encoder_position.compute_bias(length, length, device=x.device)  # [1, H, S, S]
         keep = attention_mask.bool()[:, None, None, :]  # [B, 1, 1, S]
         bias = bias.masked_fill(~keep, torch.finfo(x.dtype).min)  # [B, H, S, S]
         for block in self.encoder:
@@ -149,3 +151,10 @@ class T5Weights:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)  # T5: no 1/sqrt(dk)
             x = block.ff(x + F.linear(self.merge(out), a.out))
         return self.norm(x, self.encoder_final_norm)
+
+    def causal_bias(self, length: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The decoder's self-attention bias of every query position < ``length`` to every key
+        position, later keys masked: [1, H, L, L]."""
+        bias = self.decoder_position.compute_bias(length, length, device=device).to(dtype)
+        pos = torch.arange(length, device=device)
+        return bias.masked_fill(pos[None, :] > pos[:, None], torch.finfo(dtype).min)
