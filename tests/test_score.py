@@ -56,6 +56,23 @@ def test_identifier_log_probs_equal_beam_scores():
     np.testing.assert_allclose(got.numpy(), ranked.scores.numpy(), rtol=REL, atol=1e-5)
 
 
+def test_shared_prefixes_share_their_normalizer_with_the_same_scores():
+    """With the trie's prefix nodes, rows of one prefix take one normalizer: the scores are the
+    ones computed row by row, with pads before an item whose rows they would clamp onto, an item
+    listed twice, and identifiers that end where others go on."""
+    model = tiny_t5(6)
+    ids, mask = encoder_inputs(8, batch=3)
+    codes = _codes(SEQS)
+    nodes = IdTrie.build([list(s) for s in SEQS]).item_paths()
+    cands = torch.tensor([[-1, 0, 1, 2, 6], [-1, -1, 0, 0, 4], [3, 4, 5, -1, 1]])
+    plain = identifier_log_probs(model, ids, mask, codes, cands, [BEHAVIOR])
+    shared = identifier_log_probs(model, ids, mask, codes, cands, [BEHAVIOR], prefix_nodes=nodes)
+    np.testing.assert_allclose(shared.numpy(), plain.numpy(), rtol=REL, atol=1e-6)
+    assert np.isneginf(shared[cands < 0]).all() and np.isfinite(shared[cands >= 0]).all()
+    with pytest.raises(GensarError, match="prefix_nodes must be"):
+        identifier_log_probs(model, ids, mask, codes, cands, [BEHAVIOR], prefix_nodes=nodes[:, :2])
+
+
 def test_identifier_log_probs_errors():
     model = tiny_t5(3)
     ids, mask = encoder_inputs(5, batch=2)

@@ -101,7 +101,9 @@ def constrained_beam_search(
         if tok.shape[1] == 0:  # every row is a leaf or dead: keep one slot for the "stay" candidate
             tok = nodes.new_full((nodes.shape[0], 1), -1)
             child = tok.clone()
-        logp = head.logits_at(hidden, tok).float() - head.logsumexp(hidden).float()[:, None]  # [R, C]
+        # the first step's normalizer is the decoder's cached one, which exact scoring reuses
+        lse = first_lse if hidden is first_hidden else head.logsumexp(hidden)
+        logp = head.logits_at(hidden, tok).float() - lse.float()[:, None]  # [R, C]
         logp = logp.masked_fill(tok < 0, NEG_INF)
         finished = trie.item_at(nodes) >= 0  # [R]
         if bool(finished.any()):
@@ -115,7 +117,9 @@ def constrained_beam_search(
                            kept_scores=torch.full((batch, 0, beam_size), NEG_INF))
     with torch.inference_mode():
         decoder = T5BeamDecoder(model, input_ids, attention_mask) if decoder is None else decoder.fresh()
-        first_hidden = decoder.start(prefix_matrix(prefix_tokens, batch))  # [B, d]
+        prefix = prefix_matrix(prefix_tokens, batch)
+        first_hidden = decoder.start(prefix)  # [B, d]
+        first_lse = decoder.start_logsumexp(prefix)
         nodes, scores, tokens, kept, kept_scores = _beam_loop(
             decoder, first_hidden, roots, trie.max_depth, beam_size, candidates
         )

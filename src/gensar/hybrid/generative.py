@@ -39,10 +39,11 @@ class GenerativeScorer:
     tries: Mapping[str, IdTrie]
     prefixes: Mapping[str, Sequence[int]]
     paths: Mapping[str, np.ndarray] = field(init=False)  # per behavior [N, D] trie nodes (``item_paths``)
+    nodes: Mapping[str, torch.Tensor] = field(init=False)  # the same as tensors (``identifier_log_probs``)
     weights: T5Weights = field(init=False)  # the model is frozen here: its weights regrouped once
 
     def __post_init__(self) -> None:
-        self.paths = {b: t.item_paths().numpy() for b, t in self.tries.items()}
+        self._index_paths()
         with torch.no_grad():
             self.weights = T5Weights.of(self.model)
 
@@ -57,8 +58,12 @@ class GenerativeScorer:
         new items are proposed and scored like the trained ones, old rows and identifiers unchanged."""
         grown = {b: pad_rows([self.codes[b], codes[b]]) for b in self.codes}
         self.tries = {b: IdTrie.build(c) for b, c in grown.items()}  # rebuilt: nodes are stored level by level
-        self.paths = {b: t.item_paths().numpy() for b, t in self.tries.items()}
+        self._index_paths()
         self.codes = grown
+
+    def _index_paths(self) -> None:
+        self.nodes = {b: t.item_paths() for b, t in self.tries.items()}
+        self.paths = {b: n.numpy() for b, n in self.nodes.items()}
 
     def propose(self, behavior: str, inputs: torch.Tensor, beam_size: int) -> Proposal:
         """The catalog beam of ``inputs`` [B, L] (``beam_size`` items per example)."""
@@ -128,8 +133,9 @@ class GenerativeScorer:
         for lo in range(0, candidates.shape[1], chunk):
             part = torch.as_tensor(candidates[:, lo : lo + chunk])
             if bool((part >= 0).any()):
-                out[:, lo : lo + chunk] = identifier_log_probs(self.model, inputs, mask, codes, part,
-                                                               self.prefixes[behavior], decoder=encoded).numpy()
+                out[:, lo : lo + chunk] = identifier_log_probs(
+                    self.model, inputs, mask, codes, part, self.prefixes[behavior], decoder=encoded,
+                    prefix_nodes=self.nodes[behavior]).numpy()
         return out
 
 
