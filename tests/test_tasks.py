@@ -294,3 +294,46 @@ def test_an_encoder_rebound_to_other_events_renders_as_a_fresh_one(world, style)
                     for t in (tables[0], tables[2]))
     sample = Sample(task="rec", history=tuple(range(6)))
     assert first.input(sample) != third.input(sample)
+
+
+def _with_queries(data, query_of):
+    """The same data with every training search query replaced by ``query_of(target item)``."""
+    import dataclasses
+
+    ex = data.examples.copy()
+    search = (ex["split"] == "train") & (ex["behavior"] == "search")
+    ex.loc[search, "query"] = [query_of(t) for t in ex.loc[search, "target"]]
+    return dataclasses.replace(data, examples=ex)
+
+
+def test_title_query_share_tells_title_word_logs_from_category_logs(world):
+    from gensar.model.samples import title_query_share
+
+    data, _, _ = world
+    title = dict(zip(data.items["item_id"], data.items["title"], strict=True))
+    assert title_query_share(data) == 0.0  # the tiny log's queries are category paths
+    # "item 1 drills": 2 title words against 1 catalog word ("drills" is in both)
+    titled = _with_queries(data, lambda t: " ".join(words(title[t])[:2]))
+    assert title_query_share(titled) == 1.0
+    n_search = int(((data.examples["split"] == "train") & (data.examples["behavior"] == "search")).sum())
+    targets = data.split("train", "search")["target"].tolist()
+    half = {t for t in targets[: n_search // 2]}
+    mixed = _with_queries(data, lambda t: " ".join(words(title[t])[:2]) if t in half else "tools drills lab")
+    expected = sum(t in half for t in targets) / n_search
+    assert title_query_share(mixed) == pytest.approx(expected)
+
+
+def test_pseudo_queries_follow_the_logs_kind_of_query(world):
+    data, _, _ = world
+    title = dict(zip(data.items["item_id"], data.items["title"], strict=True))
+    category = pseudo_queries(data, n=2, seed=0, source="category")
+    assert pseudo_queries(data, n=2, seed=0, source="auto") == category  # a category-path log
+    assert category[1][0] == "tools drills"
+    only_title = pseudo_queries(data, n=2, seed=0, source="title")
+    for item, qs in zip(data.items["item_id"], only_title, strict=True):
+        assert qs and all(set(q.split()) <= set(words(title[item])) for q in qs)
+        assert "tools" not in " ".join(qs) and "lab" not in " ".join(qs)
+    # the windows are the same draws: title mode drops the catalog query and keeps the windows
+    assert [q[1] for q in category] == [q[0] for q in only_title]
+    titled = _with_queries(data, lambda t: " ".join(words(title[t])[:2]))
+    assert pseudo_queries(titled, n=2, seed=0, source="auto") == only_title

@@ -51,14 +51,44 @@ def example_samples(examples) -> list[Sample]:
     ]
 
 
-def pseudo_queries(data: PreparedData, n: int, seed: int) -> list[list[str]]:
-    """Up to ``n`` pseudo-queries per item (row order of ``data.items``); see the module doc."""
+def title_query_share(data: PreparedData) -> float:
+    """Share of the training split's logged queries that take more words from the clicked item's
+    title than from its catalog query (0.0 without a search log; a category-path log gives 0.0)."""
+    search = data.split("train", SEARCH)
+    if search.empty:
+        return 0.0
+    row = {item: i for i, item in enumerate(data.items["item_id"])}
     catalog = build_item_queries(data.items).queries
+    titles = data.items["title"].tolist()
+    title_like = counted = 0
+    for query, target in zip(search["query"], search["target"], strict=True):
+        i = row.get(target)
+        if i is None:  # a cold item, outside the training catalog
+            continue
+        q = set(words(query))
+        title_like += len(q & set(words(titles[i]))) > len(q & set(words(catalog[i])))
+        counted += 1
+    return title_like / counted if counted else 0.0
+
+
+def pseudo_queries(data: PreparedData, n: int, seed: int, source: str = "category") -> list[list[str]]:
+    """Up to ``n`` pseudo-queries per item (row order of ``data.items``); see the module doc.
+
+    ``source``: "category" leads with the catalog query, "title" uses title windows only (the catalog
+    query only for an item without title words), "auto" picks "title" for a seeded share of the
+    items equal to ``title_query_share`` (the log's own kind of query; all "category" on a
+    category-path log)."""
+    catalog = build_item_queries(data.items).queries
+    if source == "auto":
+        # a generator of its own: the per-item windows below draw the same with or without it
+        title_mode = np.random.default_rng([seed, 1]).random(len(catalog)) < title_query_share(data)
+    else:
+        title_mode = np.full(len(catalog), source == "title")
     out = []
     for index, (title, first) in enumerate(zip(data.items["title"], catalog, strict=True)):
         rng = np.random.default_rng([seed, index])
         title_words = clean_words(words(title))
-        found: list[str] = [first] if first else []
+        found: list[str] = [first] if first and not (title_mode[index] and title_words) else []
         for _ in range(4 * n):  # a few more draws than needed: short titles repeat windows
             if len(found) >= n or len(title_words) < 2:
                 break
@@ -97,7 +127,7 @@ def build_samples(data: PreparedData, cfg: TaskConfig, seed: int) -> dict[str, l
     if cfg.adhoc > 0:
         pools["adhoc"] = [
             Sample(task="adhoc", item=i, query=q)
-            for i, qs in zip(items, pseudo_queries(data, cfg.pseudo_queries, seed), strict=True)
+            for i, qs in zip(items, pseudo_queries(data, cfg.pseudo_queries, seed, cfg.pseudo_query_source), strict=True)
             for q in qs
         ]
     return {t: (p if cfg.weight(t) > 0 else []) for t, p in pools.items()}

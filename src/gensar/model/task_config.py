@@ -35,6 +35,8 @@ class TaskConfig:
     next_item: float = 0.0  # search clicks as extra recommendation targets (see the module doc)
     adhoc_logged: float = 0.0  # training search sessions without their history (see the module doc)
     pseudo_queries: int = 3  # per item, for adhoc
+    # what they look like: "auto" follows the logged queries (title words or category paths)
+    pseudo_query_source: Literal["auto", "category", "title"] = "auto"
     max_text_tokens: int = 48  # item texts and queries are cut to this many word pieces
 
     def validate(self) -> None:

@@ -47,6 +47,13 @@ this order, duplicates and empty ones skipped, at most ``pseudo_queries``:
    drawn from ``default_rng([seed, item_index])``, i.e. what a user who remembers part of a
    product name would type.
 
+``pseudo_query_source`` says which kind leads. ``category``: the order above. ``title``: title windows
+only (the catalog query only for an item without title words), for logs whose users type words of
+the product name. ``auto`` (default): each item takes ``title`` with probability equal to the share of
+the training split's logged queries that hold more words of the clicked item's title than of its
+catalog query (``title_query_share``), so the pseudo-queries look like the log's own; on a
+category-path log that share is 0 and the pseudo-queries are those of ``category``.
+
 Task mix: each task's weight is the expected number of times each of its samples is seen per
 epoch. Weight 1.5 means every sample once plus a seeded half of them again; 0 turns the task
 off. The epoch size is fixed, so a cosine schedule knows its length in advance.

@@ -68,7 +68,7 @@ from gensar.model.distributed import (
 from gensar.model.scoring import behavior_metrics, rank_examples
 from gensar.model.encoder import SampleEncoder
 from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
-from gensar.model.samples import Sample, TaskMix, build_samples, example_samples
+from gensar.model.samples import Sample, TaskMix, build_samples, example_samples, title_query_share
 from gensar.model.task_config import TaskConfig
 from gensar.model.tokenizer import build_tokenizer, load_tokenizer
 from gensar.model.train_start import check_start, run_fingerprint
@@ -225,6 +225,7 @@ def _run(
         "vocab_size": len(tokenizer),
         "parameters": count_parameters(model),
         "task_counts": mix.counts(),
+        "title_query_share": title_query_share(data),  # what pseudo_query_source "auto" follows
         "epoch_size": usable,
         "steps_per_epoch": steps_per_epoch,
         "prompt_style": cfg.tasks.prompt_style,
