@@ -53,6 +53,10 @@ class DenseScorer:
     def add_items(self, data: PreparedData, start: int) -> None:
         self.embeddings.add_items(data, start)
 
+    def forget_queries(self) -> None:
+        """Drop the encoded queries (a benchmark that must pay every query's encoding)."""
+        self._queries.clear()
+
     def scores(self, requests: Sequence[Request]) -> np.ndarray:
         new = list(dict.fromkeys(r.query for r in requests if r.query not in self._queries))
         if len(self._queries) + len(new) > MAX_CACHED_QUERIES:  # a long-running server: bounded memory
