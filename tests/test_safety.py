@@ -91,6 +91,22 @@ def test_overwrite_replaces_only_what_gensar_wrote(tmp_path, capsys):
     assert main(argv + ["--overwrite", "--seed", "3"]) == 0  # ours: replaced
 
 
+def test_overwrite_leaves_a_neighbour_named_like_the_old_output_alone(tmp_path):
+    """Replacing an output moves the previous one aside under a fresh name: a directory of the
+    user's that happens to be called ``.OUT.old`` beside it survives, and nothing is left over."""
+    out = tmp_path / "world"
+    argv = ["synth", "--out", str(out), "--users", "40", "--items", "150"]
+    assert main(argv) == 0
+    first = (out / "items.jsonl").read_bytes()
+    mine = tmp_path / ".world.old"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    assert main(argv + ["--overwrite", "--seed", "3"]) == 0
+    assert (mine / "notes.txt").read_text() == "mine"
+    assert (out / "items.jsonl").read_bytes() != first  # replaced by the seed-3 world
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".world.old", "world"]
+
+
 def test_directories_written_before_the_marker_are_still_ours(tmp_path, inputs):
     prepared = tmp_path / "prepared"
     assert main(["prepare", str(inputs / "src"), "--out", str(prepared)]) == 0

@@ -169,9 +169,11 @@ def atomic_dir(out: str | Path, overwrite: bool = False, kind: str = "output") -
             write_marker(tmp, kind)
             yield tmp
             if absolute.exists():
-                old = absolute.with_name(f".{absolute.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(absolute, old)
+                # A fresh name for the previous output, never a fixed one: a fixed ``.NAME.old``
+                # could be the user's own. Named as a temporary, so if this process dies before the
+                # rmtree the next writer removes it as stale.
+                old = Path(tempfile.mkdtemp(dir=absolute.parent, prefix=f".{absolute.name}.", suffix=".tmp"))
+                os.replace(absolute, old)  # over the empty directory mkdtemp made
                 try:
                     os.replace(tmp, absolute)
                 except BaseException:
