@@ -167,3 +167,26 @@ def test_report_puts_valid_and_test_side_by_side(tmp_path):
     assert "| m | 2 | 0.6000 ± 0.1414 | 0.5000 ± 0.1414 | 0.6000 ± 0.1414 | 0.5000 ± 0.1414 |" in text
     assert "| test-only | 1 | – | 0.3000 | – | 0.3000 | – | 0.3000 | – | 0.3000 |" in text
     assert "Whole catalog:" not in text  # no run measured the whole catalog
+
+
+def test_seeded_hybrid_runs_group_every_part_under_the_seedless_name(tmp_path):
+    """Three seeds of a hybrid run: one row per part, each named after the run without its seed,
+    also a part whose label holds parentheses of its own (``dense (MiniLM)``)."""
+    from gensar.report import read_runs
+
+    def block(v, behaviors=("search",)):
+        return {b: {k: v for k in METRICS} | {"n": 3} for b in behaviors}
+
+    paths = []
+    for seed in (0, 1, 2):
+        run = _run(tmp_path, f"hyb-s{seed}", 0.5, 0.6, seed)
+        (run / "metrics.json").write_text(json.dumps({
+            "method": "gensar", "ranker": "hybrid", "test": block(0.6 + seed / 100, ("rec", "search")),
+            "generative": {"test": block(0.3, ("rec", "search"))},
+            "baselines": {"dense": {"test": block(0.4)}, "bm25": {"test": block(0.45)}}}))
+        paths.append(run)
+    rows = group_runs([r for p in paths for r in read_runs(p)])
+    assert [(r["name"], r["seeds"]) for r in rows] == [
+        ("hyb", 3), ("hyb (generative)", 3), ("hyb (dense (MiniLM))", 3), ("hyb (BM25)", 3)]
+    assert rows[0]["metrics"]["test"]["search"]["hr@10"]["mean"] == pytest.approx(0.61)
+    assert rows[2]["metrics"]["test"]["search"]["hr@10"] == {"mean": pytest.approx(0.4), "std": 0.0, "n": 3}

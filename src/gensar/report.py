@@ -68,14 +68,26 @@ def read_runs(path: str | Path) -> list[dict]:
     rows = [row]
     if raw.get("ranker") == "hybrid" and isinstance(raw.get("generative"), dict):
         metrics, full = _blocks(raw["generative"])
-        rows.append(row | {"name": f"{row['name']} (generative)", "ranker": "generative", "metrics": metrics,
-                           "full_ranking": full})
+        rows.append(row | {"name": f"{row['name']} (generative)", "part": "generative", "ranker": "generative",
+                           "metrics": metrics, "full_ranking": full})
     if isinstance(raw.get("baselines"), dict):  # on the same examples (and cold and warm groups)
         for name, block in raw["baselines"].items():
             metrics, full = _blocks(block)
-            rows.append(row | {"name": f"{row['name']} ({BASELINE_NAMES.get(name, name)})", "ranker": name,
+            part = BASELINE_NAMES.get(name, name)
+            rows.append(row | {"name": f"{row['name']} ({part})", "part": part, "ranker": name,
                                "metrics": metrics, "full_ranking": full, "train_seconds": None})
     return rows
+
+
+def _group_name(members: list[dict]) -> str:
+    """A row's name; several seeds of one method drop the run name's seed suffix (``joint-s1``),
+    keeping the part a run's row stands for (``joint (dense (MiniLM))``)."""
+    first = members[0]
+    if len(members) == 1:
+        return first["name"]
+    run_name = first["name"].removesuffix(f" ({first['part']})") if first.get("part") else first["name"]
+    base = re.sub(r"[-_](s|seed)\d+$", "", run_name)
+    return f"{base} ({first['part']})" if first.get("part") else base
 
 
 def _has_groups(row: dict) -> bool:
@@ -143,8 +155,7 @@ def group_runs(runs: list[dict]) -> list[dict]:
     rows = []
     for members in groups.values():
         first = members[0]
-        name = first["name"] if len(members) == 1 else re.sub(r"[-_](s|seed)\d+( \([^()]*\))?$", r"\2",
-                                                              first["name"])
+        name = _group_name(members)
         metrics = _merged([m["metrics"] for m in members], METRICS)
         full = _merged([m.get("full_ranking", {}) for m in members], FULL_METRICS)
         times = [m["train_seconds"] for m in members if m["train_seconds"] is not None]
