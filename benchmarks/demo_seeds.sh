@@ -6,7 +6,7 @@
 # report has GenSAR (hybrid, generative alone), SASRec, BM25, dense, match-popularity, content and
 # popularity, sampled and over the whole catalog, valid beside test.
 #
-#   benchmarks/demo_seeds.sh           # everything, one run after another (~45 min on 2 idle cores)
+#   benchmarks/demo_seeds.sh           # everything, one run after another (36 min on 2 idle cores, 2026-12-06)
 #   benchmarks/demo_seeds.sh report    # the reports only, from the runs already finished
 #
 # Each pipeline run caches its stages: rerunning skips what is finished and resumes a killed training.
