@@ -205,6 +205,21 @@ def test_a_second_writer_gets_exit_2_naming_the_holder(tmp_path, capsys, inputs,
     assert not lock_file.exists()
 
 
+def test_a_users_file_named_like_the_lock_is_refused_not_truncated(tmp_path, capsys, inputs):
+    mine = tmp_path / ".out.lock"
+    mine.write_text("my notes\n")
+    argv = ["prepare", str(inputs / "src"), "--out", str(tmp_path / "out")]
+    _one_line_error(capsys, argv, f"{mine}: exists and is not a gensar lock file")
+    assert mine.read_text() == "my notes\n" and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("left", ["12345\n", ""])  # a killed holder's pid; killed before writing it
+def test_the_lock_file_of_a_killed_holder_is_taken_over(tmp_path, inputs, left):
+    (tmp_path / ".out.lock").write_text(left)
+    assert main(["prepare", str(inputs / "src"), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "events.parquet").is_file() and not (tmp_path / ".out.lock").exists()
+
+
 # ---- 1.5 stale temporaries --------------------------------------------------------------------------
 
 def test_stale_temporaries_of_a_killed_run_are_removed(tmp_path, inputs):

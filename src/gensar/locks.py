@@ -7,6 +7,10 @@ by the next one; a second live writer fails at once with a ``GensarError`` namin
 The lock file is removed on release *while still locked*; a process that opened the old file
 before the removal notices after acquiring that the path no longer names its file and retries,
 so two processes never both believe they hold the lock.
+
+The lock file sits beside the output, under a name a user may have taken (``.NAME.lock``): a file
+there that does not look like a lock (its pid, or empty while a holder starts) is the user's, and
+is refused rather than truncated and removed.
 """
 
 from __future__ import annotations
@@ -15,10 +19,14 @@ import atexit
 import contextlib
 import fcntl
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
-from gensar.errors import LockedError
+from gensar.errors import LockedError, OutputError
+
+LOCK_TEXT = re.compile(rb"\d*\n?")  # what ``acquire`` writes: the holder's pid
+MAX_LOCK_BYTES = 32
 
 
 class DirLock:
@@ -32,11 +40,17 @@ class DirLock:
 
     def acquire(self) -> DirLock:
         while True:
-            fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fd, created = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644), True
+            except FileExistsError:
+                try:
+                    fd, created = os.open(self.lock_file, os.O_RDWR), False
+                except FileNotFoundError:
+                    continue  # its holder released it between the two opens
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                holder = os.pread(fd, MAX_LOCK_BYTES, 0).decode("ascii", "replace").strip() or "unknown"
                 os.close(fd)
                 raise LockedError(
                     f"{self.what}: in use by another gensar process (pid {holder}, lock {self.lock_file})"
@@ -45,9 +59,14 @@ class DirLock:
                 same = os.stat(self.lock_file).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
                 same = False
-            if same:
-                break
-            os.close(fd)  # the previous holder removed the file we opened: lock the new one
+            if not same:
+                os.close(fd)  # the previous holder removed the file we opened: lock the new one
+                continue
+            if not created and not _looks_like_a_lock(fd):
+                os.close(fd)
+                raise OutputError(f"{self.lock_file}: exists and is not a gensar lock file; refusing to "
+                                  f"overwrite it (move it away to write {self.what})")
+            break
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         self._fd = fd
@@ -67,6 +86,12 @@ class DirLock:
     @property
     def held(self) -> bool:
         return self._fd is not None
+
+
+def _looks_like_a_lock(fd: int) -> bool:
+    """True when the open file ``fd`` holds what a lock holds: a pid (a killed holder's), or nothing
+    (a holder that had not written its pid yet)."""
+    return os.fstat(fd).st_size <= MAX_LOCK_BYTES and LOCK_TEXT.fullmatch(os.pread(fd, MAX_LOCK_BYTES, 0)) is not None
 
 
 _HELD: dict[Path, DirLock] = {}
