@@ -12,6 +12,7 @@ import pytest
 from gensar.baselines.scorer import Request, build_scorer
 from gensar.config import load_config
 from gensar.data.prepared import PreparedData
+from gensar.hybrid.config import HybridConfig
 from gensar.hybrid.ranker import title_key
 from gensar.metrics import FULL_METRIC_KEYS, METRIC_KEYS
 from gensar.pipeline import PipelineConfig, builtin_config, run_pipeline
@@ -195,3 +196,35 @@ def test_pruned_serving_answers_as_scoring_every_candidate_exactly(run, engine, 
         dataclasses.replace(ranker.cfg, prune=False))
     inputs, requests = engine.batch("rec", queries, histories)
     assert off.top_candidates("rec", requests, inputs, k).pruned == 0
+
+
+def test_a_history_only_scorer_in_search_scores_every_candidate_and_proposes_none(tmp_path, run):
+    """SASRec in ``hybrid.search_scorers`` knows the user, not the query: a fusion feature of search,
+    never a source of its candidates; the ranker's search candidates are those without it."""
+    out = tmp_path / "sasrec-search"
+    cfg = load_config(PipelineConfig, builtin_config("tiny"),
+                      ["hybrid.search_scorers=[bm25, popularity, sasrec]", "eval.baselines=false"])
+    run_pipeline(cfg, out, reuse=run)
+    fusion = json.loads((out / "hybrid" / "fusion.json").read_text())["full"]["search"]
+    assert "sasrec" in fusion["features"]
+    engine = HybridEngine.from_run_dir(out)
+    data = PreparedData.load(run / "data")
+    histories = [[HistoryEvent(b, q, tuple(i)) for b, q, i in zip(ev["behavior"], ev["query"], ev["items"], strict=True)]
+                 for _, ev in list(data.events.groupby("user_id", sort=True))[:6]]
+    inputs, requests = engine.batch("search", ["tools"] * 6, histories)
+    cands = engine.ranker.candidates("search", requests, inputs)
+    assert "sasrec" not in cands.sources and "bm25" in cands.sources
+    fitted = engine.ranker.fusions["search"]
+    keep = [i for i, f in enumerate(fitted.features) if f != "sasrec"]
+    drop = dataclasses.replace(fitted, **{k: tuple(getattr(fitted, k)[i] for i in keep)
+                                          for k in ("features", "mean", "std", "weights")})
+    plain = engine.ranker.with_fusions({"search": drop}).candidates("search", requests, inputs)
+    np.testing.assert_array_equal(cands.items, plain.items)  # the same candidates, one feature fewer
+    col = engine.ranker.feature_names("search").index("sasrec")
+    sasrec = engine.ranker.scorers["sasrec"].scores(requests)
+    expect = sasrec - np.log(np.exp(sasrec - sasrec.max(1, keepdims=True)).sum(1, keepdims=True)) - sasrec.max(1, keepdims=True)
+    valid = cands.items >= 0
+    np.testing.assert_allclose(cands.features[..., col][valid],
+                               np.take_along_axis(expect, np.maximum(cands.items, 0), axis=1)[valid], rtol=1e-5)
+    assert not HybridConfig().proposes("search", "sasrec") and HybridConfig().proposes("rec", "sasrec")
+    assert not HybridConfig().proposes("rec", "popularity") and HybridConfig().proposes("search", "bm25")

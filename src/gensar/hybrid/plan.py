@@ -96,8 +96,8 @@ def restrict(valid: Collected, names: Sequence[str], plan: Plan, cfg: HybridConf
             raise GensarError(f"hybrid plan {plan.label}: the candidates were collected without a "
                               f"{plan.beam}-wide beam (sources: {', '.join(c.sources)})")
         whole = (beam, TITLE)  # sources kept whole: the plan's beam, exact-title matches
-        allowed = [i for i, s in enumerate(c.sources)
-                   if s in whole or (s in plan.scorers and s not in cfg.feature_only)]
+        # the sources are the beams, titles and scorers that proposed: a dropped scorer's go
+        allowed = [i for i, s in enumerate(c.sources) if s in whole or s in plan.scorers]
         limit = np.array([np.iinfo(np.int32).max if c.sources[i] in whole else plan.depth for i in allowed])
         r = c.source_ranks[..., allowed]
         keep = ((r >= 0) & (r < limit)).any(axis=2)

@@ -257,7 +257,7 @@ class HybridRanker:
             narrow = [self.generative.propose(behavior, inputs, w).items for w in extra_beams]
             catalog = self._catalog_scores([n for n in names if n not in beside], requests)
             catalog |= pending.result() if pending is not None else {}
-            proposers = [n for n in names if n not in self.cfg.feature_only]
+            proposers = [n for n in names if self.cfg.proposes(behavior, n)]
             sources = (BEAM, *(beam_source(w) for w in extra_beams), *proposers)
             proposals = [known.items, *narrow] + [top_rows(catalog[n], self.depth(behavior)) for n in proposers]
             if behavior == "search":

@@ -1,8 +1,9 @@
 """The pipeline's ``hybrid`` stage (fit on valid) and the hybrid part of its ``evaluate`` stage.
 
 RUN_DIR/hybrid/
-  sasrec/model.pt   the recommendation retriever (SASRec on training events, early-stopped on valid;
-                    the same training as the collaborative embeddings of the ID stage)
+  sasrec/model.pt   SASRec on training events (early-stopped on valid; the same training as the
+                    collaborative embeddings of the ID stage): the recommendation retriever, and in
+                    search a feature of what the user's history predicts
   fusion.json       {"full": {behavior: LinearFusion}, "sampled": {...}} fitted on the valid split
   fit_report.json   per protocol and behavior: the weights, how many valid targets the candidates
                     held, and the cross-validated valid metrics of the fusion and of each part alone
@@ -79,6 +80,10 @@ def generative_scorer(trained: TrainedModel, data: PreparedData) -> GenerativeSc
                                        {b: trained.prefix(b) for b in BEHAVIORS})
 
 
+def _needs_sasrec(cfg: HybridConfig) -> bool:
+    return "sasrec" in cfg.rec_scorers + cfg.search_scorers
+
+
 def build_scorers(cfg: HybridConfig, data: PreparedData, sasrec: SASRecScorer | None,
                   cache_dir: Path | None = None) -> dict[str, Scorer]:
     names = dict.fromkeys(cfg.rec_scorers + cfg.search_scorers)
@@ -110,7 +115,7 @@ def load_ranker(run_dir: Path, data: PreparedData, trained: TrainedModel, cfg: H
                 protocol: str = "full") -> HybridRanker:
     """The fitted ranker of a run directory (for evaluation and serving)."""
     hybrid = Path(run_dir) / HYBRID_DIR
-    sasrec = load_sasrec_scorer(hybrid / "sasrec", data) if "sasrec" in cfg.rec_scorers else None
+    sasrec = load_sasrec_scorer(hybrid / "sasrec", data) if _needs_sasrec(cfg) else None
     scorers = build_scorers(cfg, data, sasrec, hybrid / "cache")
     return HybridRanker(cfg, generative_scorer(trained, data), scorers, load_fusions(hybrid, protocol),
                         titles=data.items["title"].tolist(), trained_items=data.trained_items)
@@ -125,7 +130,7 @@ def fit_hybrid(run_dir: str | Path, cfg: HybridConfig, sasrec_cfg: SASRecConfig,
     start = time.perf_counter()
     with atomic_dir(out, overwrite=True, kind="hybrid") as tmp:
         sasrec = None
-        if "sasrec" in cfg.rec_scorers:
+        if _needs_sasrec(cfg):
             warm = data.training_view()
             proto = gensar_protocol(warm)
             model = train_sasrec(proto.train_seqs, len(warm.items), sasrec_cfg, valid=proto.valid,
