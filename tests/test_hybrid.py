@@ -226,5 +226,9 @@ def test_a_history_only_scorer_in_search_scores_every_candidate_and_proposes_non
     valid = cands.items >= 0
     np.testing.assert_allclose(cands.features[..., col][valid],
                                np.take_along_axis(expect, np.maximum(cands.items, 0), axis=1)[valid], rtol=1e-5)
+    # a search without history: the history features are constant (0), so they cannot reorder it
+    inputs, requests = engine.batch("search", ["tools"], [[]])
+    anon = engine.ranker.candidates("search", requests, inputs)
+    assert (anon.features[..., col][anon.valid] == 0).all()
     assert not HybridConfig().proposes("search", "sasrec") and HybridConfig().proposes("rec", "sasrec")
     assert not HybridConfig().proposes("rec", "popularity") and HybridConfig().proposes("search", "bm25")

@@ -34,7 +34,7 @@ from gensar.baselines.scorer import Request, Scorer
 from gensar.data.prepared import PreparedData
 from gensar.data.queries import words
 from gensar.errors import GensarError
-from gensar.hybrid.config import HybridConfig
+from gensar.hybrid.config import HISTORY_ONLY, HybridConfig
 from gensar.hybrid.features import (
     BEAM,
     GENERATIVE,
@@ -280,6 +280,9 @@ class HybridRanker:
         new = valid & (items >= self.trained_items)
         cols = {GENERATIVE: generative}
         cols |= {name: gather(pool.catalog[name], items) for name in self.scorer_names(behavior)}
+        if behavior == "search":  # no history, no evidence: SASRec's empty-history prior is not fitted on
+            blind = np.array([not r.history for r in requests])[:, None]
+            cols |= {name: np.where(blind, 0.0, cols[name]) for name in HISTORY_ONLY if name in cols}
         cols[SEEN] = seen_feature([r.history for r in requests], items)
         cols[NEW] = new.astype(np.float64)
         if new.any():
