@@ -96,6 +96,15 @@ def test_served_items_are_real_distinct_and_best_first(run, engine):
             assert scores == sorted(scores, reverse=True)
 
 
+def test_served_requests_skip_search_twins_as_the_fit_did(engine):
+    items = list(engine.item_index)
+    a, b = items[:2]
+    history = [HistoryEvent("rec", "", (a,), 5), HistoryEvent("search", "q", (a,), 5),  # one click, logged twice
+               HistoryEvent("search", "q", (a,), 9), HistoryEvent("rec", "", (b,), 9)]  # a later repeat; b
+    _, requests = engine.batch("rec", [""], [history])
+    assert requests[0].history == (engine.item_index[a], engine.item_index[a], engine.item_index[b])
+
+
 def test_an_exact_title_query_keeps_bm25s_top_match_in_the_top_10(run, engine):
     data = PreparedData.load(run / "data")
     titles = data.items["title"].tolist()

@@ -16,6 +16,7 @@ from gensar.data.prepared import PreparedData
 from gensar.data.queries import apply_search_protocol
 from gensar.data.schema import RawDataset, make_events, make_items
 from gensar.data.splits import leave_one_out
+from gensar.data.twins import twin_mask
 from gensar.data.stats import compute_stats, format_stats
 from gensar.errors import ConfigError, GensarError
 
@@ -389,3 +390,43 @@ def test_loaded_data_reads_candidate_lists_on_first_use_only(tiny_prepared, tmp_
     tiny_prepared.candidates.iloc[:3].to_parquet(out / "candidates.parquet", index=False)
     with pytest.raises(GensarError, match="changed after the prepared data was loaded"):
         stale.candidates
+
+
+# ---- search twins (gensar.data.twins) ---------------------------------------------------------
+
+
+def test_twin_mask_marks_only_the_same_click_logged_in_the_other_behavior():
+    rows = [("u", "rec", 0, ["a"]), ("u", "search", 0, ["a"]),  # twin
+            ("u", "search", 5, ["a"]),  # the same item later: a real repeat
+            ("u", "rec", 6, ["b"]), ("u", "rec", 6, ["b"]),  # same behavior: not a twin
+            ("u", "search", 7, ["c", "d"]), ("u", "rec", 7, ["c"]),  # other items
+            ("v", "search", 7, ["c", "d"])]  # another user's first event
+    events = make_events([{"user_id": u, "behavior": b, "timestamp": t, "items": i,
+                           "query": "q" if b == "search" else ""} for u, b, t, i in rows])
+    assert twin_mask(events).tolist() == [False, True, False, False, False, False, False, False]
+
+
+def test_item_sequence_models_read_each_interaction_once_under_the_duplicate_protocol():
+    from gensar.baselines.scorer import requests_for
+    from gensar.embed.sasrec_protocols import gensar_protocol, unified_sequences
+
+    raw = random_raw()
+    dup = prepare(raw, PrepareConfig(search_protocol="duplicate"))
+    assert len(dup.twin_event_ids) == int((dup.events["behavior"] == "search").sum()) > 0
+    index = dup.item_index
+    # every search session is a twin: each user's sequence is the raw log, once
+    raw_seqs = {u: [index[i] for items in g["items"] for i in items] for u, g in raw.events.groupby("user_id")}
+    assert unified_sequences(dup) == raw_seqs
+    p = gensar_protocol(dup)
+    held = dup.held_out_event_ids
+    rec_train = dup.events[(dup.events["behavior"] == "rec") & ~dup.events["event_id"].isin(held)]
+    assert sum(len(s) for s in p.train_seqs) == sum(len(i) for i in rec_train["items"])
+    rec_valid = dup.split("valid", "rec")
+    ev = dup.events
+    for ex, history, request in zip(rec_valid.itertuples(), p.valid.histories, requests_for(dup, rec_valid),
+                                    strict=True):
+        earlier = ev[(ev["user_id"] == ex.user_id) & (ev["behavior"] == "rec")
+                     & (ev["timestamp"] < ev.loc[ex.event_id, "timestamp"])]
+        assert list(request.history) == history == [index[i] for items in earlier["items"] for i in items]
+    # a mixed log has no twins: nothing is skipped
+    assert prepare(raw, PrepareConfig(search_protocol="mixed")).twin_event_ids == frozenset()

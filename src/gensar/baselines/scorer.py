@@ -66,13 +66,14 @@ def requests_for(data: PreparedData, examples: pd.DataFrame) -> list[Request]:
     """One request per example row: its query ("" for rec) and the items of every event of the
     user strictly earlier than the target event (both behaviors, all of them, as SASRec's
     ``gensar`` protocol reads them; a scorer keeps as many of the newest as it uses), except the
-    cold events, which no history holds (``gensar.data.cold``)."""
+    cold events, which no history holds (``gensar.data.cold``), and search twins
+    (``gensar.data.twins``)."""
     index = data.item_index
     ev = data.events
     ev_user = ev["user_id"].to_numpy()
     ev_time = ev["timestamp"].to_numpy()
-    cold = data.cold_event_ids
-    ev_items = [() if e in cold else tuple(index[i] for i in items)
+    skipped = data.cold_event_ids | data.twin_event_ids
+    ev_items = [() if e in skipped else tuple(index[i] for i in items)
                 for e, items in zip(ev["event_id"].tolist(), ev["items"], strict=True)]
     # events are sorted by (user, timestamp): each user's events form one contiguous slice
     starts: dict[str, int] = {}

@@ -26,6 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from gensar.data.schema import item_texts
+from gensar.data.twins import twin_mask
 from gensar.errors import GensarError
 from gensar.io import atomic_dir
 
@@ -108,6 +109,12 @@ class PreparedData:
 
         mask = cold_event_mask(self.events, self.cold_items)
         return frozenset(self.events["event_id"].to_numpy()[mask].astype(int).tolist())
+
+    @cached_property
+    def twin_event_ids(self) -> frozenset[int]:
+        """Search twins of rec events (the ``duplicate`` protocol, ``gensar.data.twins``): in no
+        history of the item-sequence models (SASRec, the hybrid's history features)."""
+        return frozenset(self.events["event_id"].to_numpy()[twin_mask(self.events)].astype(int).tolist())
 
     def training_view(self) -> PreparedData:
         """What training may see (the data itself when nothing is cold): the catalog without the

@@ -2,7 +2,7 @@
 ranking examples of each protocol.
 
 A user's *unified sequence* is every item the user clicked, recommended or searched, in time
-order. Item indices here are 0-based rows of ``PreparedData.items``; the model's padding shift
+order, each interaction once (a search twin of a rec event is the same click: ``gensar.data.twins``). Item indices here are 0-based rows of ``PreparedData.items``; the model's padding shift
 (+1) stays inside ``SASRec``.
 
 Two evaluation protocols:
@@ -10,7 +10,7 @@ Two evaluation protocols:
 ``gensar``  the project's splits: train on events that are not valid/test targets (of either
             behavior) or cold (``gensar.data.cold``); score each rec valid/test example's prepared
             candidate list, the input being every item of the user's events strictly before the
-            target event, cold events left out.
+            target event, cold events and search twins (``gensar.data.twins``) left out.
 ``sasrec``  the public SASRec protocol (pmixer/SASRec.pytorch): leave-one-out on the whole
             unified sequence (last item = test, second-last = valid, train on the rest; users with
             fewer than 3 items train only); candidates = target + ``eval_negatives`` random items
@@ -64,11 +64,12 @@ class ProtocolData:
 def unified_sequences(data: PreparedData, drop_events: AbstractSet[int] | None = None) -> dict[str, list[int]]:
     """user_id -> item indices of the user's events (rec and search) in time order.
 
-    Events whose ``event_id`` is in ``drop_events`` are left out. A search event contributes
-    all its clicked items, in their listed order.
+    Events whose ``event_id`` is in ``drop_events`` are left out, and search twins (one
+    interaction logged twice, ``gensar.data.twins``). A search event contributes all its clicked
+    items, in their listed order.
     """
     index = data.item_index
-    drop = drop_events or frozenset()
+    drop = (drop_events or frozenset()) | data.twin_event_ids
     seqs: dict[str, list[int]] = {}
     ev = data.events
     for user, event_id, items in zip(ev["user_id"], ev["event_id"], ev["items"], strict=True):
@@ -95,7 +96,7 @@ def _gensar_eval_set(data: PreparedData, split: str) -> EvalSet:
     starts: dict[str, int] = {}
     for pos, user in enumerate(ev_user):
         starts.setdefault(user, pos)
-    cold = data.cold_event_ids
+    skipped = data.cold_event_ids | data.twin_event_ids
     histories, rows = [], []
     for ex in data.split(split, REC).itertuples(index=False):
         if ex.example_id not in cands:
@@ -105,7 +106,7 @@ def _gensar_eval_set(data: PreparedData, split: str) -> EvalSet:
         t = ev_time[target_pos]
         history: list[int] = []
         for pos in range(start, target_pos + 1):
-            if ev_time[pos] < t and pos not in cold:
+            if ev_time[pos] < t and pos not in skipped:
                 history.extend(index[i] for i in ev_items[pos])
         row = [index[i] for i in cands[ex.example_id]]
         if row[0] != index[ex.target]:

@@ -19,6 +19,7 @@ from gensar.baselines.scorer import Request
 from gensar.config import load_config
 from gensar.data.prepared import PreparedData
 from gensar.data.schema import REC, SEARCH
+from gensar.data.twins import is_twin
 from gensar.errors import GensarError
 from gensar.hybrid.config import HybridConfig
 from gensar.hybrid.ranker import HybridRanker
@@ -74,12 +75,17 @@ class HybridEngine:
 
     def batch(self, behavior: str, queries: Sequence[str], histories: Sequence[History]) -> tuple[torch.Tensor, list[Request]]:
         """A batch as the ranker takes it: the generative engine's rendered inputs [B, L] (same
-        prompts, same history window) and each request's query and history item rows."""
+        prompts, same history window) and each request's query and history item rows (search
+        twins left out, as in the requests the fusion was fitted on: ``gensar.data.twins``)."""
         inputs = self.generative.render(behavior, histories, queries)
-        requests = [Request(q if behavior == SEARCH else "",
-                            tuple(self.item_index[i] for e in h for i in e.items if i in self.item_index))
+        requests = [Request(q if behavior == SEARCH else "", self._history_rows(h))
                     for q, h in zip(queries, histories, strict=True)]
         return inputs, requests
+
+    def _history_rows(self, history: History) -> tuple[int, ...]:
+        kept = [e for k, e in enumerate(history) if k == 0 or not is_twin(
+            history[k - 1].behavior, history[k - 1].items, history[k - 1].timestamp, e.behavior, e.items, e.timestamp)]
+        return tuple(self.item_index[i] for e in kept for i in e.items if i in self.item_index)
 
     def _rank(self, behavior: str, queries: Sequence[str], histories: Sequence[History], k: int) -> list[list[RankedItem]]:
         if not histories:
