@@ -83,9 +83,12 @@ class HybridEngine:
         return inputs, requests
 
     def _history_rows(self, history: History) -> tuple[int, ...]:
-        kept = [e for k, e in enumerate(history) if k == 0 or not is_twin(
-            history[k - 1].behavior, history[k - 1].items, history[k - 1].timestamp, e.behavior, e.items, e.timestamp)]
-        return tuple(self.item_index[i] for e in kept for i in e.items if i in self.item_index)
+        rows: list[int] = []
+        for k, e in enumerate(history):
+            prev = history[k - 1] if k else None
+            if prev is None or not is_twin(prev.behavior, prev.items, prev.timestamp, e.behavior, e.items, e.timestamp):
+                rows += [self.item_index[i] for i in e.items if i in self.item_index]
+        return tuple(rows)
 
     def _rank(self, behavior: str, queries: Sequence[str], histories: Sequence[History], k: int) -> list[list[RankedItem]]:
         if not histories:
