@@ -241,3 +241,24 @@ def test_a_history_only_scorer_in_search_scores_every_candidate_and_proposes_non
     assert (anon.features[..., col][anon.valid] == 0).all()
     assert not HybridConfig().proposes("search", "sasrec") and HybridConfig().proposes("rec", "sasrec")
     assert not HybridConfig().proposes("rec", "popularity") and HybridConfig().proposes("search", "bm25")
+
+
+def test_a_latency_bound_times_every_whole_catalog_plan_and_serves_one_within_it(tmp_path, run):
+    """``hybrid.max_latency_ratio``: the fit times each whole-catalog plan against the beam alone and
+    records it; a bound no plan meets leaves the cheapest plan serving."""
+    from gensar.hybrid.plan import candidate_plans
+
+    out = tmp_path / "bounded"
+    cfg = load_config(PipelineConfig, builtin_config("tiny"),
+                      ["hybrid.max_latency_ratio=0.001", "hybrid.latency_requests=3", "eval.baselines=false"])
+    run_pipeline(cfg, out, reuse=run)
+    report = json.loads((out / "hybrid" / "fit_report.json").read_text())
+    fusions = json.loads((out / "hybrid" / "fusion.json").read_text())["full"]
+    for behavior in ("rec", "search"):
+        full = report["full"][behavior]
+        plans = candidate_plans(cfg.hybrid, behavior, "full")
+        assert set(full["plans_latency_ratio"]) == {p.label for p in plans}
+        assert all(r > 0 for r in full["plans_latency_ratio"].values())
+        assert full["plan"] == plans[0].label  # nothing is 1,000x faster than the beam
+        assert (fusions[behavior]["beam"], fusions[behavior]["depth"]) == (plans[0].beam, plans[0].depth)
+        assert "plans_latency_ratio" not in report["sampled"][behavior]  # given candidates: not timed

@@ -128,6 +128,42 @@ def test_a_beam_width_that_holds_the_targets_is_kept():
     assert choice.plan.beam == 2
 
 
+def _times(slow: set[str], fast: float = 1.2, slow_ratio: float = 3.0) -> dict[str, float]:
+    """A measured time ratio for every plan of CFG: ``slow_ratio`` for plans with a scorer in ``slow``."""
+    return {p.label: slow_ratio if set(p.scorers) & slow else fast for p in candidate_plans(CFG, "search", "full")}
+
+
+def test_a_latency_bound_leaves_out_the_plans_above_it():
+    bounded = dataclasses.replace(CFG, max_latency_ratio=1.5)
+    # dense finds every target, but its plans take 3x the beam: the best plan without it serves
+    choice = choose_plan(_collected("dense"), NAMES, bounded, "search", "full", _times({"dense"}))
+    assert "dense" not in choice.plan.scorers
+    assert choice.latency[choice.plan.label] <= 1.5 and choice.latency["beam2+bm25+dense+popularity@4"] == 3.0
+    # without a bound (or unmeasured) the same valid split keeps dense
+    assert "dense" in choose_plan(_collected("dense"), NAMES, CFG, "search", "full", _times({"dense"})).plan.scorers
+    assert "dense" in choose_plan(_collected("dense"), NAMES, bounded, "search", "full").plan.scorers
+
+
+def test_under_a_bound_the_one_se_rule_runs_against_the_best_allowed_plan():
+    bounded = dataclasses.replace(CFG, max_latency_ratio=1.5)
+    # the 2-wide beam holds the targets; the full plan is out, beam 2 without dense is in and wins
+    choice = choose_plan(_collected("beam"), NAMES, bounded, "search", "full", _times({"dense"}))
+    assert choice.plan == Plan(("bm25", "popularity"), 2, 2)
+
+
+def test_when_no_plan_is_fast_enough_the_cheapest_serves():
+    bounded = dataclasses.replace(CFG, max_latency_ratio=1.0)
+    choice = choose_plan(_collected("dense"), NAMES, bounded, "search", "full", _times({"dense"}))
+    assert choice.plan == candidate_plans(CFG, "search", "full")[0]
+
+
+def test_latency_settings_are_checked():
+    with pytest.raises(ConfigError, match="hybrid.max_latency_ratio"):
+        dataclasses.replace(CFG, max_latency_ratio=-1.0).validate()
+    with pytest.raises(ConfigError, match="hybrid.latency_requests"):
+        dataclasses.replace(CFG, latency_requests=0).validate()
+
+
 @pytest.mark.parametrize("key", ["prunable", "beside_beam", "feature_only"])
 def test_scorer_lists_name_known_scorers_only(key):
     with pytest.raises(ConfigError, match=f"hybrid.{key}.*unknown scorer 'bm52'"):

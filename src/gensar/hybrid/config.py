@@ -44,6 +44,13 @@ class HybridConfig:
     # depend on the beam), so a plan may propose with fewer beams where that loses nothing. Depths
     # and widths at or above ``depth`` / ``beam_size`` are ignored.
     fit_beam_sizes: tuple[int, ...] = (10,)
+    # Serving time as a bound on the plan (0: none). Above 0, the fit times every whole-catalog plan
+    # on ``latency_requests`` single valid requests against the generative beam alone (the engine
+    # without the hybrid) and leaves out the plans slower than this multiple of it
+    # (``gensar.hybrid.latency``); the rule then chooses among the rest, and where none is left the
+    # cheapest plan serves. Timed on the machine that fits, so the choice can differ between machines.
+    max_latency_ratio: float = 0.0
+    latency_requests: int = 30
     l2: float = 1e-2  # ridge penalty of the fusion weights (features are standardized)
     # New items (cold, or added to the catalog) get fusion weights of their own where valid has
     # any among its candidates (``gensar.hybrid.fusion``); off: one weight vector for all.
@@ -68,6 +75,8 @@ class HybridConfig:
             for name in getattr(self, key):
                 require(name in KNOWN_SCORERS, f"hybrid.{key}", f"unknown scorer '{name}' (known: "
                         f"{', '.join(KNOWN_SCORERS)})")
+        require(self.max_latency_ratio >= 0, "hybrid.max_latency_ratio", "must be >= 0 (0 = no bound)")
+        require(self.latency_requests >= 1, "hybrid.latency_requests", "must be >= 1")
         require(self.l2 >= 0, "hybrid.l2", "must be >= 0")
         require(self.folds >= 2, "hybrid.folds", "must be >= 2")
         require(self.fit_examples >= 0, "hybrid.fit_examples", "must be >= 0")

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
-from gensar.baselines.scorer import requests_for
+from gensar.baselines.scorer import Request, requests_for
 from gensar.data.prepared import PreparedData
 from gensar.eval.candidates import candidate_matrix, eval_examples
 from gensar.eval.groups import target_groups
@@ -79,6 +80,16 @@ def collect(ranker: HybridRanker, encoder: SampleEncoder, pad_id: int, data: Pre
     cands = _concat(parts)
     return Collected(cands=cands, target_col=target_columns(cands.items, targets),
                      groups=target_groups(data, examples))
+
+
+def single_requests(encoder: SampleEncoder, pad_id: int, data: PreparedData, split: str, behavior: str,
+                    n: int) -> list[tuple[torch.Tensor, Request]]:
+    """``n`` examples of a split spread over it, each as one request: its rendered input [1, L] and
+    its ``Request`` (what ``gensar.hybrid.latency`` times)."""
+    examples = spread(eval_examples(data, split, behavior), n)
+    samples = example_samples(examples)
+    return [(pad_batch([encoder.input(s)], pad_id), r)
+            for s, r in zip(samples, requests_for(data, examples), strict=True)]
 
 
 def _concat(parts: Sequence[Candidates]) -> Candidates:

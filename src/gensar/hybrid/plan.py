@@ -15,11 +15,17 @@ whose cross-validated valid NDCG@10 and Recall@20 (HR@10 with given candidates) 
 standard error of the full plan's (the error of the paired per-example difference); the full plan
 itself always qualifies. A plan is never taken for being cheaper when valid says it ranks worse
 than that noise, at the top or deeper in the list.
+
+With a bound on serving time (``hybrid.max_latency_ratio``, the plans' times measured by
+``gensar.hybrid.latency``) the plans above it are out: the same rule runs among the rest, against
+the best of them by valid NDCG@10 when the full plan is out too; where every plan is out, the
+cheapest serves.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -27,13 +33,13 @@ import numpy as np
 
 from gensar.errors import GensarError
 from gensar.hybrid.config import HybridConfig
-from gensar.hybrid.evaluate import Collected, HybridProtocol, cross_validated_ranks
+from gensar.hybrid.evaluate import Collected, HybridProtocol, cross_validated_ranks, fit
 from gensar.hybrid.features import BEAM, TITLE, beam_source, feature_names
-from gensar.hybrid.fusion import target_columns
+from gensar.hybrid.fusion import LinearFusion, target_columns
 from gensar.hybrid.ranker import Candidates
 from gensar.metrics import expected_hit_rate_each, expected_ndcg_each
 
-__all__ = ["Plan", "PlanChoice", "candidate_plans", "choose_plan", "narrower_beams", "restrict"]
+__all__ = ["Plan", "PlanChoice", "candidate_plans", "choose_plan", "narrower_beams", "plan_fusion", "restrict"]
 
 PLAN_NDCG_K = 10  # NDCG@10, the metric the fit selects by (``gensar.hybrid.stage.SELECT_BY``) ...
 PLAN_HIT_K = {"full": 20, "sampled": 10}  # ... and the deepest reported hit cutoff of each protocol
@@ -56,6 +62,7 @@ class PlanChoice:
     collected: Collected  # the valid candidates as the plan would have them
     ndcg: dict[str, float]  # cross-validated valid NDCG@10 of every plan tried, by label
     hits: dict[str, float]  # and its Recall@20 (HR@10 with given candidates)
+    latency: dict[str, float] = dataclasses.field(default_factory=dict)  # measured time / the beam's, when bounded
 
 
 def candidate_plans(cfg: HybridConfig, behavior: str, protocol: HybridProtocol) -> list[Plan]:
@@ -112,20 +119,36 @@ def restrict(valid: Collected, names: Sequence[str], plan: Plan, cfg: HybridConf
 
 
 def choose_plan(valid: Collected, names: Sequence[str], cfg: HybridConfig, behavior: str,
-                protocol: HybridProtocol) -> PlanChoice:
-    """The plan the one-standard-error rule picks (see the module doc), with its restricted candidates."""
+                protocol: HybridProtocol, latency: Mapping[str, float] | None = None) -> PlanChoice:
+    """The plan the one-standard-error rule picks (see the module doc), with its restricted candidates.
+    ``latency``: each plan's measured time as a multiple of the generative beam's, by label; with
+    ``cfg.max_latency_ratio`` above 0 the plans above it are left out."""
     tried: list[tuple[Plan, Collected, np.ndarray, np.ndarray]] = []
     for plan in candidate_plans(cfg, behavior, protocol):
         plan_names, restricted = restrict(valid, names, plan, cfg)
         better, ties = cross_validated_ranks(plan_names, restricted, cfg.l2, cfg.folds, cfg.new_weights)
         tried.append((plan, restricted, expected_ndcg_each(better, ties, PLAN_NDCG_K),
                       expected_hit_rate_each(better, ties, PLAN_HIT_K[protocol])))
-    full = tried[-1]  # every scorer, the full beam and depth: always acceptable
-    chosen = next(t for t in tried if all(t[m].mean() >= full[m].mean() - _paired_se(full[m], t[m])
-                                           for m in (2, 3)))
+    bounded = cfg.max_latency_ratio > 0 and latency is not None
+    fast = [t for t in tried if not bounded or latency[t[0].label] <= cfg.max_latency_ratio]
+    if not fast:
+        chosen = tried[0]  # nothing is fast enough: the cheapest by construction
+    else:
+        # every scorer, the full beam and depth (the last plan): always acceptable when allowed
+        best = fast[-1] if fast[-1] is tried[-1] else max(fast, key=lambda t: (t[2].mean(), t[3].mean()))
+        chosen = next(t for t in fast if all(t[m].mean() >= best[m].mean() - _paired_se(best[m], t[m])
+                                             for m in (2, 3)))
     return PlanChoice(plan=chosen[0], collected=chosen[1],
                       ndcg={t[0].label: float(t[2].mean()) for t in tried},
-                      hits={t[0].label: float(t[3].mean()) for t in tried})
+                      hits={t[0].label: float(t[3].mean()) for t in tried},
+                      latency=dict(latency) if bounded else {})
+
+
+def plan_fusion(valid: Collected, names: Sequence[str], plan: Plan, cfg: HybridConfig) -> LinearFusion:
+    """The fusion ``plan`` would serve with (shared weights, fitted on all of ``valid``): what the
+    plan's serving time is measured with."""
+    plan_names, restricted = restrict(valid, names, plan, cfg)
+    return dataclasses.replace(fit(plan_names, restricted, cfg.l2, False), depth=plan.depth, beam=plan.beam)
 
 
 def _paired_se(a: np.ndarray, b: np.ndarray) -> float:

@@ -47,10 +47,12 @@ from gensar.hybrid.evaluate import (
     fit,
     protocol_metrics,
     ranks,
+    single_requests,
 )
 from gensar.hybrid.features import feature_names
 from gensar.hybrid.fusion import LinearFusion, new_mask
-from gensar.hybrid.plan import PlanChoice, choose_plan, narrower_beams
+from gensar.hybrid.latency import plan_latencies
+from gensar.hybrid.plan import PlanChoice, candidate_plans, choose_plan, narrower_beams, plan_fusion
 from gensar.hybrid.generative import GenerativeScorer
 from gensar.hybrid.ranker import HybridRanker
 from gensar.io import atomic_dir, atomic_write_json, atomic_write_text
@@ -153,7 +155,14 @@ def fit_hybrid(run_dir: str | Path, cfg: HybridConfig, sasrec_cfg: SASRecConfig,
                                 extra_beams=narrower_beams(cfg))
                 if valid is None:
                     continue
-                choice = choose_plan(valid, ranker.feature_names(behavior), cfg, behavior, protocol)
+                names = ranker.feature_names(behavior)
+                latency = None
+                if cfg.max_latency_ratio > 0 and protocol == "full":  # given candidates cost every plan alike
+                    fusions_by_plan = {plan.label: plan_fusion(valid, names, plan, cfg)
+                                       for plan in candidate_plans(cfg, behavior, protocol)}
+                    latency = plan_latencies(ranker, behavior, fusions_by_plan, single_requests(
+                        encoder, trained.pad_id, data, "valid", behavior, cfg.latency_requests))
+                choice = choose_plan(valid, names, cfg, behavior, protocol, latency)
                 fusion, report[protocol][behavior] = _fit_and_select(choice, cfg, protocol)
                 fusions[protocol][behavior] = fusion.to_json()
         atomic_write_json(tmp / FUSION_FILE, fusions)
@@ -198,6 +207,8 @@ def _fit_and_select(choice: PlanChoice, cfg: HybridConfig, protocol) -> tuple[Li
         selected = best
     report = {"selected": selected, "plan": choice.plan.label, "plans_cv_ndcg@10": choice.ndcg,
               "plans_cv_hits": choice.hits,
+              **({"plans_latency_ratio": choice.latency, "max_latency_ratio": cfg.max_latency_ratio}
+                 if choice.latency else {}),
               "weights": dict(zip(names, fusion.weights, strict=True)),
               "new_weights": dict(zip(names, fusion.new_weights, strict=True)) if fusion.new_weights else None,
               "n": int(len(found)), "target_in_candidates": float(found.mean()),
