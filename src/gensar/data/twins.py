@@ -28,13 +28,16 @@ def is_twin(prev_behavior: str, prev_items: Sequence[str], prev_time: int,
 
 
 def twin_mask(events: pd.DataFrame) -> np.ndarray:
-    """bool [n] per row of a canonical events table (sorted by user, then timestamp): is it a twin."""
+    """bool [n] per row of a canonical events table (sorted by user, then timestamp): is it a twin.
+    Vectorized over the rows (millions of events); only rows that follow an event of the same user,
+    the other behavior and the same timestamp have their items compared."""
     users = events["user_id"].to_numpy()
     behaviors = events["behavior"].to_numpy()
     times = events["timestamp"].to_numpy()
-    items = events["items"].tolist()
+    items = events["items"].to_numpy()
     out = np.zeros(len(events), dtype=bool)
-    for row in range(1, len(events)):
-        out[row] = users[row] == users[row - 1] and is_twin(
-            behaviors[row - 1], items[row - 1], times[row - 1], behaviors[row], items[row], times[row])
+    near = np.zeros(len(events), dtype=bool)
+    near[1:] = (users[1:] == users[:-1]) & (behaviors[1:] != behaviors[:-1]) & (times[1:] == times[:-1])
+    for row in np.flatnonzero(near):
+        out[row] = is_twin(behaviors[row - 1], items[row - 1], times[row - 1], behaviors[row], items[row], times[row])
     return out

@@ -2,8 +2,9 @@
 ranking examples of each protocol.
 
 A user's *unified sequence* is every item the user clicked, recommended or searched, in time
-order, each interaction once (a search twin of a rec event is the same click: ``gensar.data.twins``). Item indices here are 0-based rows of ``PreparedData.items``; the model's padding shift
-(+1) stays inside ``SASRec``.
+order, each interaction once (a search twin of a rec event is the same click: ``gensar.data.twins``).
+Item indices here are 0-based rows of ``PreparedData.items``; the model's padding shift (+1) stays
+inside ``SASRec``.
 
 Two evaluation protocols:
 
