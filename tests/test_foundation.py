@@ -65,3 +65,32 @@ def test_prepared_round_trip(tmp_path):
     assert back.examples["history"].tolist() == data.examples["history"].tolist()
     assert back.candidate_lists == data.candidate_lists
 
+
+
+_THREADS = """
+import json
+from threadpoolctl import threadpool_info
+import torch
+from gensar.runtime import configure_threads
+configure_threads(2)
+print(json.dumps([torch.get_num_threads(), [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]]))
+"""
+
+
+@pytest.mark.parametrize(("env", "blas"), [({}, 1), ({"OPENBLAS_NUM_THREADS": "2"}, 2)])
+def test_configure_threads_keeps_numpys_blas_in_the_calling_thread_unless_told(env, blas):
+    """Torch's OpenMP pool and OpenBLAS's pool, both spinning, slow a mixed numpy/torch request
+    several times over (gensar.runtime.single_thread_blas); a user's own setting is kept."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("one core: BLAS runs one thread anyway")
+    clean = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    out = subprocess.run([sys.executable, "-c", _THREADS], env={**clean, **env}, capture_output=True,
+                         text=True, check=True).stdout
+    torch_threads, blas_threads = json.loads(out)
+    assert torch_threads == 2
+    assert blas_threads and set(blas_threads) == {blas}
