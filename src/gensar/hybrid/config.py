@@ -29,10 +29,11 @@ class HybridConfig:
     rec_scorers: tuple[str, ...] = REC_SCORERS
     search_scorers: tuple[str, ...] = SEARCH_SCORERS
     feature_only: tuple[str, ...] = ("popularity",)
-    # Scorers that run in a second thread beside the beam: dense retrieval encodes the query (~15 ms
-    # on a CPU core). The others take ~1 ms, less than the thread hand-off costs (measured on the
-    # demo: 0.5-0.9 ms of p50 saved running BM25 / SASRec inline), and run after the beam.
-    beside_beam: tuple[str, ...] = ("dense",)
+    # Scorers that run in a second thread beside the beam (e.g. "dense", whose query encoding is the
+    # slowest part). None by default: on a CPU the two threads' torch thread pools compete for the
+    # same cores (amazon-scientific, 2 threads: hybrid search p50 45 ms beside, 30 ms inline;
+    # recommendation 22 vs 13.5 ms; 1 thread: no gain either); a machine with spare cores may differ.
+    beside_beam: tuple[str, ...] = ()
     # What the fit may serve with less, where the valid split shows no loss (``gensar.hybrid.plan``):
     # scorers it may leave out (dense retrieval's query encoding costs more than the whole beam on
     # a CPU), and shallower proposal depths than ``depth`` (fewer candidates to score exactly). None

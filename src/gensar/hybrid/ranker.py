@@ -249,8 +249,8 @@ class HybridRanker:
         names = self.scorer_names(behavior)
         known = None
         if given is None:
-            # Slow retrievers (a MiniLM query encoding) run beside the beam: on two cores a request
-            # waits for the slower of the two, not their sum. The rest cost less than the hand-off.
+            # ``beside_beam`` retrievers run in a second thread while the beam decodes (opt-in:
+            # ``HybridConfig.beside_beam``), the rest after it
             beside = [n for n in names if n in self.cfg.beside_beam]
             pending = self._pool.submit(self._catalog_scores, beside, requests) if beside else None
             known = self.generative.propose(behavior, inputs, self.beam_size(behavior))
