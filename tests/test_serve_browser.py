@@ -66,7 +66,7 @@ def test_page_searches_recommends_and_records_clicks(live_url, tmp_path):
             page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
             page.goto(live_url + "/")
             sync_api.expect(page.locator("#engine")).to_contain_text("engine: fake")
-            assert page.locator("#users option").count() == 30
+            sync_api.expect(page.locator("#users option")).to_have_count(30)  # filled by a fetch: wait for it
             sync_api.expect(page.locator("#key")).to_be_hidden()  # no key on this server: nothing to ask
 
             # Ad-hoc search, no user.
