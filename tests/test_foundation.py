@@ -66,7 +66,6 @@ def test_prepared_round_trip(tmp_path):
     assert back.candidate_lists == data.candidate_lists
 
 
-
 _THREADS = """
 import json
 from threadpoolctl import threadpool_info
