@@ -1,0 +1,59 @@
+"""Hold a seeded fraction of a dataset's items out, for ``bench_cold_items.py`` (issue 16 sections 1-3).
+
+    python benchmarks/hold_out_items.py ../shared/data/amazon-scientific runs/sci-coldsplit --fraction 0.1
+
+Reads any format ``gensar prepare`` reads and writes canonical files: ``OUT/warm`` (every item but
+the held-out ones, every event naming none of them: train a run on it with ``--set
+data.source=OUT/warm --set data.format=canonical``) and ``OUT/cold`` (the held-out items and the
+events naming them: ``bench_cold_items.py RUN OUT/cold/items.jsonl OUT/cold/events.jsonl``).
+Both are written atomically; an existing OUT/warm or OUT/cold is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from gensar.data.canonical_writer import write_canonical
+from gensar.data.loaders import load_dataset
+from gensar.errors import GensarError
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("source")
+    p.add_argument("out", type=Path)
+    p.add_argument("--fraction", type=float, default=0.1, help="share of the items held out")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    if not 0 < args.fraction < 1:
+        p.error("--fraction must lie strictly between 0 and 1")
+    taken = [d for d in (args.out / "warm", args.out / "cold") if d.exists()]
+    if taken:  # refuse before writing either, so no half of a split is left behind
+        print(f"hold_out_items: {taken[0]} exists: choose another OUT", file=sys.stderr)
+        sys.exit(2)
+    try:
+        _split(args)
+    except GensarError as e:
+        print(f"hold_out_items: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _split(args: argparse.Namespace) -> None:
+    raw = load_dataset(args.source)
+    items, events = raw.items, raw.events
+    ids = items["item_id"].to_numpy()
+    held = set(np.random.default_rng(args.seed).choice(ids, size=max(1, round(args.fraction * len(ids))),
+                                                       replace=False).tolist())
+    names_held = events["items"].map(lambda its: any(i in held for i in its))
+    is_held = items["item_id"].isin(held)
+    write_canonical(items[~is_held], events[~names_held], args.out / "warm")
+    write_canonical(items[is_held], events[names_held], args.out / "cold")
+    print(f"{len(items)} items, {len(held)} held out; {len(events)} events, {int(names_held.sum())} naming one")
+
+
+if __name__ == "__main__":
+    main()
