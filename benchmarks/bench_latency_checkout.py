@@ -5,7 +5,8 @@ Comparing with a figure measured then (another model, another machine) says litt
 older checkout's generative engine and this checkout's generative and hybrid engines on one trained
 run, each in its own process, alternated over rounds, single requests of a seeded mix (a /search
 with a query of the run's search log or a few words of a random title, half personalized, and a
-/recommend, per user drawn):
+/recommend, per user drawn; ``--mix logged``: test searches as logged, each query with the history
+before it, which the drawn mix pairs at random):
 
     git worktree add --detach /tmp/old REV
     GENSAR_THREADS=1 python benchmarks/bench_latency_checkout.py RUN --checkout /tmp/old --rounds 3
@@ -122,6 +123,24 @@ def make_requests(run: Path, n: int, seed: int) -> list[dict]:
     return out
 
 
+def logged_requests(run: Path, n: int) -> list[dict]:
+    """``n`` test searches spread over the split as they were logged: the query with the history
+    before it (a personalized search whose query and history belong together); the /recommend of a
+    request reads the same history."""
+    from gensar.data.prepared import PreparedData
+
+    data = PreparedData.load(run / "data")
+    ex = data.split("test", "search")
+    ex = ex.iloc[np.linspace(0, len(ex) - 1, num=min(n, len(ex))).astype(int)]
+    out = []
+    for query, history in zip(ex["query"], ex["history"], strict=True):
+        ev = data.events.iloc[list(history)]
+        out.append({"query": str(query), "personal": True,
+                    "history": [[b, q, list(it)] for b, q, it in zip(ev["behavior"], ev["query"], ev["items"],
+                                                                     strict=True)]})
+    return out
+
+
 def older_run(run: Path, checkout: Path, into: Path) -> Path:
     """``run`` as the older checkout reads it: links to its data, IDs and weights, and a copy of
     the model's config without the keys that checkout does not know."""
@@ -149,12 +168,15 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=100)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--mix", choices=("drawn", "logged"), default="drawn",
+                   help="drawn: the seeded mix above; logged: test searches with the history logged before them")
     args = p.parse_args()
     run, checkout = Path(args.run_dir), Path(args.checkout)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
         requests = tmp_dir / "requests.json"
-        requests.write_text(json.dumps(make_requests(run, args.requests, args.seed)))
+        drawn = make_requests(run, args.requests, args.seed) if args.mix == "drawn" else logged_requests(run, args.requests)
+        requests.write_text(json.dumps(drawn))
         runs = {"old generative": (older_run(run, checkout, tmp_dir / "old"), checkout),
                 "generative": (run, None), "hybrid": (run, None)}
         results: dict[str, list[dict]] = {e: [] for e in ENGINES}
@@ -167,7 +189,7 @@ def main() -> int:
                 results[engine].append(json.loads(out.read_text()))
     print(f"{run}: {args.requests} requests per task, {args.rounds} rounds, torch threads "
           f"{os.environ.get('GENSAR_THREADS', 'all')}, {os.cpu_count()} cpus, {platform.processor() or platform.machine()}; "
-          f"older checkout {checkout}")
+          f"older checkout {checkout}; request mix {args.mix}")
     for task in ("search", "recommend"):
         p50 = {e: [float(np.percentile(x["times"][task], 50)) for x in results[e]] for e in ENGINES}
         cells = "  ".join(f"{e} " + "/".join(f"{v:.1f}" for v in p50[e]) for e in ENGINES)
