@@ -117,10 +117,13 @@ def make_requests(run: Path, n: int, seed: int) -> list[dict]:
             words = title_words[int(rng.integers(len(title_words)))]
             start = int(rng.integers(max(1, len(words) - 1)))
             query = " ".join(words[start : start + int(rng.integers(2, 4))])
-        out.append({"query": query, "personal": bool(rng.random() < 0.5),
-                    "history": [[b, q, list(it)] for b, q, it in zip(ev["behavior"], ev["query"], ev["items"],
-                                                                     strict=True)]})
+        out.append({"query": query, "personal": bool(rng.random() < 0.5), "history": _history(ev)})
     return out
+
+
+def _history(events) -> list[list]:
+    """Events (rows of the prepared events table) as the timer's JSON history."""
+    return [[b, q, list(it)] for b, q, it in zip(events["behavior"], events["query"], events["items"], strict=True)]
 
 
 def logged_requests(run: Path, n: int) -> list[dict]:
@@ -134,10 +137,7 @@ def logged_requests(run: Path, n: int) -> list[dict]:
     ex = ex.iloc[np.linspace(0, len(ex) - 1, num=min(n, len(ex))).astype(int)]
     out = []
     for query, history in zip(ex["query"], ex["history"], strict=True):
-        ev = data.events.iloc[list(history)]
-        out.append({"query": str(query), "personal": True,
-                    "history": [[b, q, list(it)] for b, q, it in zip(ev["behavior"], ev["query"], ev["items"],
-                                                                     strict=True)]})
+        out.append({"query": str(query), "personal": True, "history": _history(data.events.iloc[list(history)])})
     return out
 
 
@@ -175,8 +175,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
         requests = tmp_dir / "requests.json"
-        drawn = make_requests(run, args.requests, args.seed) if args.mix == "drawn" else logged_requests(run, args.requests)
-        requests.write_text(json.dumps(drawn))
+        mix = make_requests(run, args.requests, args.seed) if args.mix == "drawn" else logged_requests(run, args.requests)
+        requests.write_text(json.dumps(mix))
         runs = {"old generative": (older_run(run, checkout, tmp_dir / "old"), checkout),
                 "generative": (run, None), "hybrid": (run, None)}
         results: dict[str, list[dict]] = {e: [] for e in ENGINES}
@@ -187,7 +187,7 @@ def main() -> int:
                 subprocess.run([sys.executable, "-c", TIMER, str(where), str(requests), engine.split()[-1], str(out)],
                                check=True, env=_env(code), stderr=subprocess.DEVNULL)
                 results[engine].append(json.loads(out.read_text()))
-    print(f"{run}: {args.requests} requests per task, {args.rounds} rounds, torch threads "
+    print(f"{run}: {len(mix)} requests per task, {args.rounds} rounds, torch threads "
           f"{os.environ.get('GENSAR_THREADS', 'all')}, {os.cpu_count()} cpus, {platform.processor() or platform.machine()}; "
           f"older checkout {checkout}; request mix {args.mix}")
     for task in ("search", "recommend"):
@@ -200,7 +200,7 @@ def main() -> int:
     for task, c in column.items():
         same = sum(a[c] == b[c] for a, b in zip(results["old generative"][0]["answers"],
                                                 results["generative"][0]["answers"], strict=True))
-        print(f"{task:<10} generative answers identical across the checkouts: {same} / {args.requests}")
+        print(f"{task:<10} generative answers identical across the checkouts: {same} / {len(mix)}")
     return 0
 
 
