@@ -82,8 +82,8 @@ from gensar.pipeline import PipelineConfig
 # The loop's own batching and optimizer (private helpers: the benchmark must time what
 # `gensar train` runs, not a copy of it).
 from gensar.model.batching import EncodedSamples, bucket_key, collate, length_bucketed
-from gensar.model.train import _optimizer
 from gensar.runtime import configure_threads, seed_everything
+from gensar.train_utils import adamw
 
 CPU = torch.device("cpu")
 
@@ -257,7 +257,7 @@ def build_arm(spec: ArmSpec, corpus: Corpus, cfg: ModelRunConfig) -> Arm:
     model = build_backbone(cfg.backbone, corpus.tokenizer)
     model.config.use_cache = False
     model.train()
-    optimizer = _optimizer(model, tc)
+    optimizer = adamw(model, tc.weight_decay, tc.lr)
     total_steps = math.ceil(len(corpus.plan) / tc.batch_size) * tc.epochs
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(tc.warmup_ratio * total_steps), total_steps)
     # As the loop does (train.compile): dynamic shapes, since every batch has its own lengths.

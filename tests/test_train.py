@@ -412,6 +412,31 @@ def test_param_groups_decay_matrices_only_and_skip_frozen():
     assert [tuple(p.shape) for p in no_decay["params"]] == [(4,), (4,), (4,)]  # linear bias, norm gain, norm bias
 
 
+def test_adamw_is_fused_and_updates_as_the_reference_adamw():
+    """The shared optimizer (T5 and SASRec) takes the fused kernel on CPU, keeps nanoGPT's groups,
+    and moves the weights as the per-tensor reference AdamW does (sparse rows of an embedding
+    included: a row without gradient still decays)."""
+    from gensar.train_utils import adamw, param_groups
+
+    def model() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Embedding(50, 8), torch.nn.Linear(8, 3), torch.nn.LayerNorm(3))
+
+    fast, slow = model(), model()
+    opt = adamw(fast, 0.3, 1e-2, betas=(0.9, 0.98))
+    ref = torch.optim.AdamW(param_groups(slow, 0.3), lr=1e-2, betas=(0.9, 0.98), foreach=False, fused=False)
+    assert opt.defaults["fused"] is True and [g["weight_decay"] for g in opt.param_groups] == [0.3, 0.0]
+    x = torch.tensor([[1, 2, 3], [4, 5, 1]])  # rows 6.. of the table get no gradient
+    for _ in range(4):
+        for m, o in ((fast, opt), (slow, ref)):
+            o.zero_grad(set_to_none=True)
+            m(x).pow(2).sum().backward()
+            o.step()
+    for a, b in zip(fast.parameters(), slow.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(fast[0].weight[10], model()[0].weight[10])  # decayed without a gradient
+
+
 def test_encoded_samples_round_trip_and_collate():
     """The flat storage gives back every sample's tokens as given, and batches as the pairs would."""
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""What the training loops here share (the generative model's trainer, SASRec).
+"""What the training loops here share (the generative model's trainer, SASRec): the optimizer, batching.
 
 A leaf module (numpy and torch only), so every stage's loop may use it.
 """
@@ -18,6 +18,17 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
+
+
+def adamw(model: torch.nn.Module, weight_decay: float, lr: float,
+          betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.AdamW:
+    """AdamW over ``param_groups``, with the fused kernel where every parameter lives on a CPU or
+    CUDA device: the same update in one pass over each tensor instead of a dozen, which matters
+    when a large item table is updated densely at every step (SASRec at 200K items: 58 -> 10 ms a
+    step on 2 cores; benchmarks/README.md, cost curves)."""
+    groups = param_groups(model, weight_decay)
+    fused = all(p.device.type in ("cpu", "cuda") for g in groups for p in g["params"])
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused)
 
 
 def pooled_batches(order: np.ndarray, lengths: np.ndarray, batch: int, pool: int) -> list[np.ndarray]:

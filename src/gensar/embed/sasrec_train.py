@@ -18,7 +18,7 @@ from gensar.embed.sasrec_eval import evaluate
 from gensar.embed.sasrec_protocols import EvalSet
 from gensar.errors import GensarError
 from gensar.runtime import seed_everything
-from gensar.train_utils import param_groups, pooled_batches
+from gensar.train_utils import adamw, pooled_batches
 
 
 def training_windows(seqs: Sequence[list[int]], max_len: int) -> np.ndarray:
@@ -58,7 +58,7 @@ def train_sasrec(
     seed_everything(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model = SASRec(n_items, cfg)
-    optimizer = _adamw(model, cfg)
+    optimizer = adamw(model, cfg.weight_decay, cfg.lr, betas=(0.9, 0.98))
     lengths = (windows > 0).sum(axis=1)  # [N]
 
     best_ndcg, best_epoch, best_state, bad_evals = -1.0, cfg.epochs, None, 0
@@ -100,11 +100,6 @@ def train_sasrec(
     model.eval()
     seconds = time.perf_counter() - start
     return TrainedSASRec(model, cfg, best_epoch, best_ndcg if best_state is not None else None, seconds, log)
-
-
-def _adamw(model: SASRec, cfg: SASRecConfig) -> torch.optim.Optimizer:
-    # nanoGPT's rule: decay matrices and embeddings, not biases or LayerNorm gains
-    return torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98))
 
 
 def _length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -75,7 +75,7 @@ from gensar.model.train_start import check_start, run_fingerprint
 from gensar.model.warm_start import warm_start
 from gensar.model.train_config import ModelRunConfig, TrainConfig
 from gensar.runtime import configure_threads, seed_everything
-from gensar.train_utils import param_groups
+from gensar.train_utils import adamw
 from gensar.ownership import write_marker
 
 __all__ = ["TrainResult", "train", "trained_behaviors"]
@@ -192,7 +192,7 @@ def _run(
         steps_per_epoch = min(steps_per_epoch, tc.steps_per_epoch)
     epoch_samples = min(usable, steps_per_epoch * global_batch)  # what one epoch trains on
     total_steps = steps_per_epoch * tc.epochs
-    optimizer = _optimizer(model, tc)
+    optimizer = adamw(model, tc.weight_decay, tc.lr)
     scheduler = get_cosine_schedule_with_warmup(optimizer, int(tc.warmup_ratio * total_steps), total_steps)
 
     prog = Progress()
@@ -370,11 +370,6 @@ def _write_model_dir(
 
 
 # ---- steps -----------------------------------------------------------------------------------------
-def _optimizer(model: torch.nn.Module, tc: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; matrices (incl. the embedding) decay, vectors (layer norms) do not."""
-    return torch.optim.AdamW(param_groups(model, tc.weight_decay), lr=tc.lr)
-
-
 def trained_behaviors(tasks: TaskConfig) -> tuple[str, ...]:
     """The behaviors whose history-conditioned task is trained: validation (and so early stopping
     and the kept weights) looks at these only, or a rec-only model would be picked by its search score."""
