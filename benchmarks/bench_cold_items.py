@@ -37,12 +37,24 @@ from gensar.serve.service import ServeConfig, Service
 K = 10
 
 
+def _first(examples, n: int):
+    """The first ``n`` examples of a split (0 = all)."""
+    return examples.head(n) if n else examples
+
+
 def _metrics(ranks: Sequence[int]) -> dict[str, float]:
     r = np.asarray(ranks, dtype=np.float64)  # 0-based, -1 = not in the list
     hit = (r >= 0) & (r < K)
     return {"recall@10": float(hit.mean()) if len(r) else float("nan"),
             "ndcg@10": float(np.where(hit, 1.0 / np.log2(np.maximum(r, 0) + 2), 0.0).mean()) if len(r) else float("nan"),
             "n": len(r)}
+
+
+def _change(before: Sequence[int], after: Sequence[int]) -> dict[str, int]:
+    """Paired: the examples whose target left the top 10 once the new items were in, and those it entered."""
+    hit = [[0 <= r < K for r in ranks] for ranks in (before, after)]
+    return {"lost": sum(b and not a for b, a in zip(*hit, strict=True)),
+            "gained": sum(a and not b for b, a in zip(*hit, strict=True))}
 
 
 def _rank(row, targets: set[int]) -> int:
@@ -91,21 +103,24 @@ class Bench:
         return _metrics(ranks)
 
     def bm25_report(self, max_examples: int, cold_events: list[dict], cold_ids: set[str]) -> dict[str, dict]:
-        ex = self.s.data.split("test", "search").head(max_examples)
+        ex = _first(self.s.data.split("test", "search"), max_examples)
         evs = [e for e in cold_events if e.get("behavior") == "search"]
         return {"warm_search": self.bm25([str(q) for q in ex["query"]], [{self.s.index[t]} for t in ex["target"]]),
                 "cold_search": self.bm25([e["query"] for e in evs],
                                          [{self.s.index[i] for i in e["items"] if i in cold_ids} for e in evs])}
 
-    def warm(self, max_examples: int) -> dict[str, dict]:
-        out = {}
+    def warm(self, max_examples: int) -> tuple[dict[str, dict], dict[str, list[int]]]:
+        """Metrics of the first test examples per behavior, and each example's rank (for paired
+        before / after counts)."""
+        out, all_ranks = {}, {}
         data = self.s.data
         for behavior in ("search", "rec"):
-            ex = data.split("test", behavior).head(max_examples)
+            ex = _first(data.split("test", behavior), max_examples)
             ranks, exposed = self.rank(behavior, [str(q) for q in ex["query"]], [self.history(h) for h in ex["history"]],
                                        [{self.s.index[t]} for t in ex["target"]])
             out[behavior] = _metrics(ranks) | {"cold_in_top10": exposed / max(len(ex), 1)}
-        return out
+            all_ranks[behavior] = list(ranks)
+        return out, all_ranks
 
     def cold(self, items: list[dict], cold_events: list[dict]) -> dict[str, dict]:
         idx = self.s.index
@@ -125,7 +140,7 @@ def main() -> None:
     p.add_argument("run_dir", type=Path)
     p.add_argument("cold_items", type=Path)
     p.add_argument("cold_events", type=Path)
-    p.add_argument("--max-examples", type=int, default=500, help="warm test examples per behavior")
+    p.add_argument("--max-examples", type=int, default=500, help="warm test examples per behavior (0 = all)")
     p.add_argument("--cold-start", default="ridge", choices=["ridge", "knn"], help="the added items' collaborative "
                    "embedding (gensar.ids.cold_start)")
     args = p.parse_args()
@@ -140,16 +155,17 @@ def main() -> None:
         max_history = hybrid.max_history
         bench = Bench(hybrid, max_history)
         start = time.perf_counter()
-        report["hybrid_warm_before"] = bench.warm(args.max_examples)
+        report["hybrid_warm_before"], before = bench.warm(args.max_examples)
         t0 = time.perf_counter()
         hybrid.add_items(items)
         report["add_seconds"] = round(time.perf_counter() - t0, 2)
-        report["hybrid_warm_after"] = bench.warm(args.max_examples)
+        report["hybrid_warm_after"], after = bench.warm(args.max_examples)
+        report["hybrid_warm_top10_change"] = {b: _change(before[b], after[b]) for b in before}
         report["hybrid_cold"] = bench.cold(items, cold_events)
         report["bm25_after"] = bench.bm25_report(args.max_examples, cold_events, {i["item_id"] for i in items})
         beam = Service.open(args.run_dir, ServeConfig(engine="generative"), writable=False, **logs)  # replays the items
         bench_beam = Bench(beam, max_history)
-        report["beam_warm_after"] = bench_beam.warm(args.max_examples)
+        report["beam_warm_after"] = bench_beam.warm(args.max_examples)[0]
         report["beam_cold"] = bench_beam.cold(items, cold_events)
         report["seconds"] = round(time.perf_counter() - start, 1)
         hybrid.close()
