@@ -83,6 +83,25 @@ def test_warm_start_refuses_another_shape(tmp_path):
         warm_start(bigger, tok, tmp_path)
 
 
+def test_previous_state_follows_what_the_refresh_reads(tmp_path):
+    """RUN0's data, ID and model stages and its items log change the digest; its hybrid and
+    evaluation stages (refitted, rerun) do not, so the refresh is not retrained for them."""
+    from gensar.refresh import previous_state
+    from gensar.serve.items_log import ITEMS_LOG_NAME
+
+    stages = {"data": "a", "ids": "b", "model": "c", "hybrid": "d", "evaluate": "e"}
+    (tmp_path / "stages.json").write_text(json.dumps(stages), encoding="utf-8")
+    first = previous_state(tmp_path)
+    (tmp_path / "stages.json").write_text(json.dumps(stages | {"hybrid": "x", "evaluate": "y"}), encoding="utf-8")
+    assert previous_state(tmp_path) == first
+    for key in ("data", "ids", "model"):
+        (tmp_path / "stages.json").write_text(json.dumps(stages | {key: "z"}), encoding="utf-8")
+        assert previous_state(tmp_path) != first, key
+    (tmp_path / "stages.json").write_text(json.dumps(stages), encoding="utf-8")
+    (tmp_path / ITEMS_LOG_NAME).write_text('{"item_id": "n1"}\n', encoding="utf-8")
+    assert previous_state(tmp_path) != first
+
+
 # ---- the pipeline ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def refreshed(tmp_path_factory) -> tuple[Path, Path]:

@@ -16,6 +16,7 @@ RUN0's whole ``pipeline.yaml`` with only the data source replaced.
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -75,13 +76,23 @@ def served_ids(previous: Path) -> IdMaps:
     return catalog.require_ids()
 
 
+READ_STAGES = ("data", "ids", "model")  # RUN0's stages a refresh reads (its hybrid and metrics it does not)
+
+
 def previous_state(previous: Path) -> str:
-    """A digest of what the refresh reads from RUN0 (its stages' fingerprints, its items log), so
-    a refreshed stage reruns when RUN0 changed."""
+    """A digest of what the refresh reads from RUN0 (the fingerprints of its data, ID and model
+    stages; its items log), so a refreshed stage reruns when those changed, and not when RUN0's
+    hybrid was fitted again or its evaluation rerun."""
     from gensar.serve.items_log import ITEMS_LOG_NAME
 
     digest = hashlib.sha256()
-    for name in ("stages.json", ITEMS_LOG_NAME):
-        path = previous / name
-        digest.update(name.encode() + (path.read_bytes() if path.is_file() else b"-"))
+    stages_file = previous / "stages.json"
+    try:
+        stages = json.loads(stages_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stages = {}
+    read = {k: stages.get(k) for k in READ_STAGES} if isinstance(stages, dict) else {}
+    digest.update(b"stages" + json.dumps(read, sort_keys=True).encode())
+    log = previous / ITEMS_LOG_NAME
+    digest.update(ITEMS_LOG_NAME.encode() + (log.read_bytes() if log.is_file() else b"-"))
     return digest.hexdigest()[:16]
