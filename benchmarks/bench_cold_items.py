@@ -7,8 +7,9 @@ COLD_EVENTS.jsonl (canonical events naming them, removed before training). The s
 with the hybrid ranker and with the generative beam alone (logs in a temporary directory: RUN is
 not written), and reports whole-catalog Recall@10 / NDCG@10:
 
-* warm: RUN's test examples (search and rec) before and after the cold items are added (``POST
-  /items``'s path, ``Service.add_items``), and how often a cold item enters their top 10;
+* warm: RUN's test examples (``--split valid``: its valid ones; search and rec) before and after
+  the cold items are added (``POST /items``'s path, ``Service.add_items``), and how often a cold
+  item enters their top 10;
 * cold: each cold item for its own title as an ad-hoc query; each held-out search session for its
   query and its user's history (did the served ranking find the cold item clicked?); each held-out
   rec click (recommendation for the user's history then).
@@ -102,20 +103,21 @@ class Bench:
                 ranks.append(next(pos for pos, i in enumerate(row.tolist()) if i in t))
         return _metrics(ranks)
 
-    def bm25_report(self, max_examples: int, cold_events: list[dict], cold_ids: set[str]) -> dict[str, dict]:
-        ex = _first(self.s.data.split("test", "search"), max_examples)
+    def bm25_report(self, max_examples: int, split: str, cold_events: list[dict],
+                    cold_ids: set[str]) -> dict[str, dict]:
+        ex = _first(self.s.data.split(split, "search"), max_examples)
         evs = [e for e in cold_events if e.get("behavior") == "search"]
         return {"warm_search": self.bm25([str(q) for q in ex["query"]], [{self.s.index[t]} for t in ex["target"]]),
                 "cold_search": self.bm25([e["query"] for e in evs],
                                          [{self.s.index[i] for i in e["items"] if i in cold_ids} for e in evs])}
 
-    def warm(self, max_examples: int) -> tuple[dict[str, dict], dict[str, list[int]]]:
-        """Metrics of the first test examples per behavior, and each example's rank (for paired
-        before / after counts)."""
+    def warm(self, max_examples: int, split: str) -> tuple[dict[str, dict], dict[str, list[int]]]:
+        """Metrics of the first examples of ``split`` per behavior, and each example's rank (for
+        paired before / after counts)."""
         out, all_ranks = {}, {}
         data = self.s.data
         for behavior in ("search", "rec"):
-            ex = _first(data.split("test", behavior), max_examples)
+            ex = _first(data.split(split, behavior), max_examples)
             ranks, exposed = self.rank(behavior, [str(q) for q in ex["query"]], [self.history(h) for h in ex["history"]],
                                        [{self.s.index[t]} for t in ex["target"]])
             out[behavior] = _metrics(ranks) | {"cold_in_top10": exposed / max(len(ex), 1)}
@@ -140,7 +142,9 @@ def main() -> None:
     p.add_argument("run_dir", type=Path)
     p.add_argument("cold_items", type=Path)
     p.add_argument("cold_events", type=Path)
-    p.add_argument("--max-examples", type=int, default=500, help="warm test examples per behavior (0 = all)")
+    p.add_argument("--max-examples", type=int, default=500, help="warm examples per behavior (0 = all)")
+    p.add_argument("--split", default="test", choices=["test", "valid"], help="the warm examples' split (choose "
+                   "settings on valid, report test)")
     p.add_argument("--cold-start", default="ridge", choices=["ridge", "knn"], help="the added items' collaborative "
                    "embedding (gensar.ids.cold_start)")
     args = p.parse_args()
@@ -155,17 +159,17 @@ def main() -> None:
         max_history = hybrid.max_history
         bench = Bench(hybrid, max_history)
         start = time.perf_counter()
-        report["hybrid_warm_before"], before = bench.warm(args.max_examples)
+        report["hybrid_warm_before"], before = bench.warm(args.max_examples, args.split)
         t0 = time.perf_counter()
         hybrid.add_items(items)
         report["add_seconds"] = round(time.perf_counter() - t0, 2)
-        report["hybrid_warm_after"], after = bench.warm(args.max_examples)
+        report["hybrid_warm_after"], after = bench.warm(args.max_examples, args.split)
         report["hybrid_warm_top10_change"] = {b: _change(before[b], after[b]) for b in before}
         report["hybrid_cold"] = bench.cold(items, cold_events)
-        report["bm25_after"] = bench.bm25_report(args.max_examples, cold_events, {i["item_id"] for i in items})
+        report["bm25_after"] = bench.bm25_report(args.max_examples, args.split, cold_events, {i["item_id"] for i in items})
         beam = Service.open(args.run_dir, ServeConfig(engine="generative"), writable=False, **logs)  # replays the items
         bench_beam = Bench(beam, max_history)
-        report["beam_warm_after"] = bench_beam.warm(args.max_examples)[0]
+        report["beam_warm_after"] = bench_beam.warm(args.max_examples, args.split)[0]
         report["beam_cold"] = bench_beam.cold(items, cold_events)
         report["seconds"] = round(time.perf_counter() - start, 1)
         hybrid.close()
