@@ -203,9 +203,9 @@ def test_hybrid_ranks_a_new_item_for_its_title_and_marks_it_new(run, tmp_path, c
     engine, row = service.engine, service.index["N1"]
     assert engine.search([NEW[0]["title"]], [[]], k=10)[0][0].index == row  # its own title: first
     # A query that is not the title: the item enters through the text retrievers (BM25 proposes it).
-    # The model never trained on it: its generative feature is the mean of the trained candidates'
-    # (no evidence either way, not the low likelihood of an identifier it never saw), and the
-    # ``new`` feature marks it.
+    # The model never trained on it: its generative feature is the mean of its peers' (the trained
+    # candidates that only text retrievers proposed: no evidence either way, not the low
+    # likelihood of an identifier it never saw), and the ``new`` feature marks it.
     query = "zorbex quantum"
     inputs = engine.generative.render("search", [[]], [query])
     cands = engine.ranker.candidates("search", [Request(query, ())], inputs)
@@ -220,7 +220,11 @@ def test_hybrid_ranks_a_new_item_for_its_title_and_marks_it_new(run, tmp_path, c
     trained = cands.valid[0] & (cands.items[0] < engine.ranker.trained_items)
     assert trained.sum() >= 1 and engine.ranker.trained_items == len(PreparedData.load(run / "data").items)
     gen, new = cands.features[0, :, names.index("generative")], cands.features[0, :, names.index("new")]
-    assert gen[column] == pytest.approx(gen[trained].mean())
+    by_model = (cands.source_ranks[0][:, [s.startswith("beam") for s in cands.sources]] >= 0).any(axis=1)
+    peers = trained & ~by_model
+    assert peers.sum() >= 1 and by_model[trained].any()  # the beam proposed some, the text retrievers others
+    assert gen[column] == pytest.approx(gen[peers].mean())
+    assert gen[peers].mean() < gen[trained & by_model].mean()  # the beam's candidates score higher
     assert new[column] == 1.0 and not new[trained].any()
     exact = engine.ranker.generative.score("search", inputs, cands.items[:, [column]])
     assert np.isfinite(exact).all() and exact[0, 0] < 0  # the exact score still exists: a log-probability

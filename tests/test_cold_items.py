@@ -173,7 +173,8 @@ def test_the_served_run_holds_the_cold_items(cold_run, tmp_path):
 
 def test_recommendation_candidates_hold_cold_items_marked_new(cold_run, tmp_path):
     """Content proposes a cold item to a user who clicked one like it; the scorers trained without it
-    (the generative model, SASRec) give it the mean of the trained candidates, and ``new`` marks it."""
+    (the generative model, SASRec) give it the mean of its peers (the trained candidates that neither
+    the beam nor SASRec proposed), and ``new`` marks it."""
     from gensar.serve.engine import HistoryEvent
     from gensar.serve.service import ServeConfig, Service
 
@@ -196,7 +197,11 @@ def test_recommendation_candidates_hold_cold_items_marked_new(cold_run, tmp_path
         trained = cands.valid[0] & (cands.items[0] < data.trained_items)
         new = feats[:, names.index("new")]
         assert new[col] == 1.0 and not new[trained].any() and new[cands.valid[0]].sum() >= 1
+        by_model = (cands.source_ranks[0][:, [s.startswith("beam") or s == "sasrec" for s in cands.sources]]
+                    >= 0).any(axis=1)
+        peers = trained & ~by_model
+        assert peers.any() and (trained & by_model).any()
         for name in ("generative", "sasrec"):
-            assert feats[col, names.index(name)] == pytest.approx(feats[trained, names.index(name)].mean())
+            assert feats[col, names.index(name)] == pytest.approx(feats[peers, names.index(name)].mean())
     finally:
         service.close()

@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from gensar.errors import GensarError
-from gensar.hybrid.features import gather, impute_new, normalizer, seen_feature, top_rows, union_candidates
+from gensar.hybrid.features import (
+    gather,
+    impute_new,
+    model_proposed,
+    normalizer,
+    seen_feature,
+    top_rows,
+    union_candidates,
+)
 from gensar.hybrid.fusion import LinearFusion, fit_fusion, target_columns
 
 
@@ -29,14 +37,27 @@ def test_gather_and_seen():
     np.testing.assert_array_equal(seen_feature([(2, 0), ()], c), [[1.0, 0.0], [0.0, 0.0]])
 
 
-def test_new_items_take_the_mean_of_the_requests_trained_candidates():
+def test_new_items_take_the_mean_of_their_peers():
     column = np.array([[-2.0, -4.0, -30.0, 0.0], [-9.0, -1.0, -3.0, -5.0]])
     valid = np.array([[True, True, True, False], [True, True, True, True]])
     new = np.array([[False, False, True, False], [True, True, False, False]])
-    got = impute_new(column, new, valid)
+    nobody = np.zeros_like(valid)
+    got = impute_new(column, new, valid, nobody)  # no candidate from the model: every trained one is a peer
     np.testing.assert_allclose(got, [[-2.0, -4.0, -3.0, 0.0], [-4.0, -4.0, -3.0, -5.0]])
-    only_new = impute_new(column[:1], np.array([[True, True, True, False]]), valid[:1])
+    # row 0: the beam proposed item 0, so the new item's peer is item 1 alone; row 1: both trained
+    # candidates came from the model, no peer left: the mean over them as before
+    by_model = np.array([[True, False, False, False], [False, False, True, True]])
+    got = impute_new(column, new, valid, by_model)
+    np.testing.assert_allclose(got, [[-2.0, -4.0, -4.0, 0.0], [-4.0, -4.0, -3.0, -5.0]])
+    only_new = impute_new(column[:1], np.array([[True, True, True, False]]), valid[:1], nobody[:1])
     np.testing.assert_allclose(only_new, [[0.0, 0.0, 0.0, 0.0]])  # no trained candidate: 0, pads untouched
+
+
+def test_model_proposed_reads_the_beam_and_sasrec_sources():
+    ranks = np.array([[[0, -1, -1, -1], [-1, 0, -1, -1], [-1, -1, 0, -1], [-1, -1, -1, 0], [-1, -1, -1, -1]]])
+    got = model_proposed(ranks, ("beam", "beam@10", "sasrec", "content"))
+    np.testing.assert_array_equal(got, [[True, True, True, False, False]])
+    np.testing.assert_array_equal(model_proposed(np.zeros((1, 2, 0), dtype=np.int32), ()), [[False, False]])
 
 
 def test_normalizers_by_hand():

@@ -15,8 +15,9 @@ requests, so each scorer's raw catalog scores pass through one normalizer, picke
     popularity        log(1 + clicks) / log(1 + most clicks)
     seen              1 when the user clicked the item before (repeat behaviour differs by dataset)
     new               1 for an item added after training (``gensar add-items``, cold items): the
-                      generative model and SASRec never saw it, so their features of it are the
-                      request's mean over its trained candidates (no evidence either way) and this
+                      generative model and SASRec never saw it, so their features of it are its
+                      peers' mean (the request's trained candidates that only text retrievers
+                      proposed, ``impute_new``: no evidence either way) and this
                       indicator lets a fit on new targets learn what such an item is worth; a fit
                       without any (a catalog without added items) leaves its weight ~0
 """
@@ -102,11 +103,23 @@ def seen_feature(histories: Sequence[Sequence[int]], candidates: np.ndarray) -> 
     return np.where(candidates >= 0, out, 0.0)
 
 
-def impute_new(column: np.ndarray, new: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """``column`` [B, C] with its new items' entries replaced by the mean over the request's valid
-    trained candidates (0 where it has none)."""
+def model_proposed(source_ranks: np.ndarray, sources: Sequence[str]) -> np.ndarray:
+    """[B, C] bool: candidates that a source learned from interactions proposed (the beam, a
+    narrower beam, SASRec): sources that can never propose a new item."""
+    cols = [s for s, name in enumerate(sources) if name.split("@")[0] == BEAM or name in UNTRAINED]
+    return (source_ranks[..., cols] >= 0).any(axis=-1) if cols else np.zeros(source_ranks.shape[:2], dtype=bool)
+
+
+def impute_new(column: np.ndarray, new: np.ndarray, valid: np.ndarray, by_model: np.ndarray) -> np.ndarray:
+    """``column`` [B, C] with its new items' entries replaced by the mean over the request's peers of
+    a new item: its valid trained candidates that only the text retrievers proposed (``by_model``
+    [B, C] False), since only those can propose a new item and the model's candidates score
+    higher by selection; where a request has none, over all its valid trained candidates (0 where
+    it has none)."""
     known = valid & ~new
-    mean = np.where(known, column, 0.0).sum(axis=1) / np.maximum(known.sum(axis=1), 1)  # [B]
+    peers = known & ~by_model
+    peers = np.where(peers.any(axis=1, keepdims=True), peers, known)
+    mean = np.where(peers, column, 0.0).sum(axis=1) / np.maximum(peers.sum(axis=1), 1)  # [B]
     return np.where(new & valid, mean[:, None], column)
 
 

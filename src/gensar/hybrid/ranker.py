@@ -47,6 +47,7 @@ from gensar.hybrid.features import (
     fusion_scorers,
     gather,
     impute_new,
+    model_proposed,
     normalizer,
     seen_feature,
     source_ranks,
@@ -286,7 +287,8 @@ class HybridRanker:
         cols[SEEN] = seen_feature([r.history for r in requests], items)
         cols[NEW] = new.astype(np.float64)
         if new.any():
-            cols |= {name: impute_new(cols[name], new, valid) for name in UNTRAINED if name in cols}
+            by_model = model_proposed(pool.source_ranks, pool.sources)
+            cols |= {name: impute_new(cols[name], new, valid, by_model) for name in UNTRAINED if name in cols}
         feats = np.stack([cols[name] for name in self.feature_names(behavior)], axis=-1)  # [B, C, F]
         feats = np.where(valid[..., None], feats, 0.0)
         pinned = np.zeros(items.shape, dtype=bool)

@@ -13,7 +13,8 @@ RUN_DIR/hybrid/
 With cold items (``gensar prepare --cold-items``) the SASRec retriever trains on the warm catalog
 (``PreparedData.training_view``); everything else ranks the whole catalog, the cold items with the
 identifiers the cold stage gave them. In the fusion a cold item is ``new``: its generative and SASRec
-features are the request's mean over its trained candidates (``gensar.hybrid.features``). The fusion
+features are the mean over the request's trained candidates that only text retrievers proposed
+(``gensar.hybrid.features.impute_new``). The fusion
 is fitted on the valid examples as they are, cold targets included (about the share a catalog
 renewed at that rate would show), so the ``new`` weight says what a new item is worth.
 """
