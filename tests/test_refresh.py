@@ -12,6 +12,7 @@ import torch
 
 from gensar.cli import main
 from gensar.config import load_config
+from gensar.data.prepared import PreparedData
 from gensar.data.schema import make_events, make_items
 from gensar.data.time_cut import first_events
 from gensar.ids.assign import check_unique_prefix_free
@@ -20,8 +21,11 @@ from gensar.model.backbone import BackboneConfig, build_backbone, load_model
 from gensar.model.tokenizer import TokenizerConfig, build_tokenizer
 from gensar.model.warm_start import warm_start
 from gensar.pipeline import PipelineConfig, builtin_config, run_pipeline
+from gensar.refresh import replay_of
 
 TINY = builtin_config("tiny")
+TINY_RUN = load_config(PipelineConfig, TINY)
+REPLAY = 0.5  # the refresh below draws half of what RUN0 trained on each epoch
 
 
 # ---- the older part of a log ----------------------------------------------------------------------
@@ -110,8 +114,32 @@ def refreshed(tmp_path_factory) -> tuple[Path, Path]:
     before, after = root / "before", root / "after"
     run_pipeline(load_config(PipelineConfig, TINY, ["data.prepare.history_fraction=0.6"]), before)
     assert main(["pipeline", "--refresh-from", str(before), "--data", "synthetic", "--out", str(after),
-                 "--set", "data.prepare.history_fraction=1"]) == 0
+                 "--set", "data.prepare.history_fraction=1", "--set", f"refresh.replay={REPLAY}"]) == 0
     return before, after
+
+
+def test_replay_knows_the_previous_runs_training_targets_and_items(refreshed):
+    before, after = refreshed
+    old, new = PreparedData.load(before / "data"), PreparedData.load(after / "data")
+    replay = replay_of(before, after / "data", REPLAY)
+    # by hand: an example of the new data is known when its target event came before the user's
+    # time cut and was not one RUN0 held out (its valid and test targets, per behavior)
+    stamp = new.events["timestamp"].to_numpy()
+    cut = old.events.groupby("user_id")["timestamp"].max()
+    held = old.examples[old.examples["split"] != "train"]
+    held = set(zip(held["user_id"], old.events["timestamp"].to_numpy()[held["event_id"].to_numpy()], held["behavior"]))
+    train = new.split("train")
+    expect = {x for x, u, t, b in zip(train["example_id"], train["user_id"], stamp[train["event_id"].to_numpy()],
+                                      train["behavior"], strict=True)
+              if t <= cut.get(u, -1) and (u, t, b) not in held}
+    assert replay.examples == frozenset(expect) and 0 < len(expect) < len(train)
+    assert replay.items == frozenset(old.items["item_id"]) and len(new.items) > len(old.items)
+    state = json.loads((after / "model" / "train_state.json").read_text(encoding="utf-8"))
+    n_known = sum(1 for x in train.loc[train["behavior"] == "rec", "example_id"] if x in replay.examples)
+    n_rec = int((train["behavior"] == "rec").sum())
+    weight = TINY_RUN.model.tasks.rec
+    assert state["task_counts"]["rec"] == round(weight * (n_rec - n_known)) + round(weight * REPLAY * n_known)
+    assert state["replay"]["share"] == REPLAY and state["replay"]["examples"] == len(expect)
 
 
 def test_refresh_keeps_every_identifier_and_gives_new_items_theirs(refreshed):
@@ -149,7 +177,7 @@ def test_refresh_is_cached_and_refuses_what_it_cannot_carry(refreshed, tmp_path,
     before, after = refreshed
     capsys.readouterr()
     assert main(["pipeline", "--refresh-from", str(before), "--data", "synthetic", "--out", str(after),
-                 "--set", "data.prepare.history_fraction=1"]) == 0
+                 "--set", "data.prepare.history_fraction=1", "--set", f"refresh.replay={REPLAY}"]) == 0
     assert capsys.readouterr().out.count("up to date, skipped") == 5
     # another ID config: the identifiers could not be the previous run's
     assert main(["pipeline", "--refresh-from", str(before), "--data", "synthetic", "--out", str(tmp_path / "x"),

@@ -16,7 +16,7 @@ from gensar.errors import ConfigError, InputError
 from gensar.ids.item_ids import IdMaps
 from gensar.model.encoder import SampleEncoder
 from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
-from gensar.model.samples import Sample, TaskMix, build_samples, pseudo_queries
+from gensar.model.samples import Replay, Sample, TaskMix, build_samples, pseudo_queries
 from gensar.model.task_config import TASKS, TaskConfig
 from gensar.model.tokenizer import TokenizerConfig, build_tokenizer
 
@@ -252,6 +252,31 @@ def test_epoch_plan_counts_and_determinism(world):
     assert len(rec_seen) == n_rec and set(rec_seen.values()) <= {1, 2}
     assert np.array_equal(plan, mix.epoch_plan(seed=3, epoch=0))
     assert not np.array_equal(plan, mix.epoch_plan(seed=3, epoch=1))
+
+
+def test_replay_draws_new_samples_in_full_and_known_ones_at_their_share(world):
+    data, _, _ = world
+    cfg = TaskConfig(rec=1.5, search=0.0, next_query=0.0, text2sem=2.0, text2col=0.0, sem2text=0.0,
+                     col2text=0.0, adhoc=0.0)
+    pools = build_samples(data, cfg, 0)
+    rec_ids = [s.example_id for s in pools["rec"]]
+    items = data.items["item_id"].tolist()
+    known_ex, known_items = frozenset(rec_ids[: len(rec_ids) // 2]), frozenset(items[:3])
+    mix = TaskMix.build(pools, cfg, Replay(examples=known_ex, items=known_items, share=0.5))
+    n_known, n_new = len(known_ex), len(rec_ids) - len(known_ex)
+    # rec: new at 1.5 passes, known at 0.75; text2sem: new items at 2, the 3 known at 1
+    assert mix.counts()["rec"] == n_new + round(0.5 * n_new) + round(0.75 * n_known)
+    assert mix.counts()["text2sem"] == 2 * (len(items) - 3) + 3
+    plan = mix.epoch_plan(seed=3, epoch=0)
+    assert len(plan) == mix.epoch_size()
+    drawn = Counter(mix.samples[i] for i in plan)
+    for sample in pools["rec"]:
+        assert drawn[sample] in ({0, 1} if sample.example_id in known_ex else {1, 2})
+    for sample in pools["text2sem"]:
+        assert drawn[sample] == (1 if sample.item in known_items else 2)
+    # a full share draws as without replay
+    full = TaskMix.build(pools, cfg, Replay(examples=known_ex, items=known_items, share=1.0))
+    assert full.counts() == TaskMix.build(pools, cfg).counts()
 
 
 def test_task_config_validation():

@@ -265,10 +265,12 @@ def _run_stage(stage: str, cfg: PipelineConfig, run: Path, fp: str) -> None:
             print("[pipeline] model: config, data or IDs changed since the interrupted training; starting over")
         atomic_write_text(started, fp)
         if cfg.refresh.enabled:
-            from gensar.refresh import refresh_model_config
+            from gensar.refresh import refresh_model_config, replay_of
 
+            previous = Path(cfg.refresh.previous)
+            replay = replay_of(previous, run / "data", cfg.refresh.replay) if cfg.refresh.replay < 1 else None
             train(run / "data", run / "ids", run / "model", refresh_model_config(cfg.model, cfg.refresh),
-                  resume=resume, overwrite=True, init_from=Path(cfg.refresh.previous) / "model")
+                  resume=resume, overwrite=True, init_from=previous / "model", replay=replay)
         else:
             train(run / "data", run / "ids", run / "model", cfg.model, resume=resume, overwrite=True)
     elif stage == "cold":
@@ -320,7 +322,10 @@ def _fingerprint(stage: str, cfg: PipelineConfig, upstream: str) -> str:
     if stage in ("ids", "model") and cfg.refresh.enabled:  # what they carry over from the previous run
         from gensar.refresh import previous_state
 
-        payload["refresh"] = {**to_dict(cfg.refresh), "state": previous_state(Path(cfg.refresh.previous))}
+        carried = to_dict(cfg.refresh)
+        if stage == "ids" or cfg.refresh.replay == 1:  # the model's alone; 1 trains as runs before the option
+            carried.pop("replay")
+        payload["refresh"] = {**carried, "state": previous_state(Path(cfg.refresh.previous))}
     if stage == "data" and cfg.data.source != "synthetic":
         payload["source_files"] = _source_digests(Path(cfg.data.source))
     blob = json.dumps(payload, sort_keys=True, default=str).encode()

@@ -5,7 +5,9 @@ training from scratch: every item RUN0 served (trained, cold or added through it
 its identifiers byte for byte, new items get identifiers from RUN0's RQ-VAE
 (``gensar.ids.refresh``), and the model starts from RUN0's weights (``gensar.model.warm_start``;
 new tokens, such as new query words, start fresh) and trains for ``refresh.epochs`` epochs (by
-default a third of ``model.train.epochs``), validated and early-stopped as any training. The
+default a third of ``model.train.epochs``), validated and early-stopped as any training. Each of
+those epochs draws every sample RUN0 did not train on and ``refresh.replay`` of those it did
+(``replay_of``): the new events are what the model lacks, the old ones keep it from forgetting. The
 hybrid and evaluation stages run as in any run, on the newer data.
 
 RUN0 must be a finished pipeline run whose ID and backbone settings the new config shares (the
@@ -23,18 +25,23 @@ from pathlib import Path
 from gensar.config import require, to_dict
 from gensar.errors import ConfigError, GensarError
 from gensar.ids.item_ids import IdMaps
+from gensar.model.samples import Replay
 from gensar.model.train_config import ModelRunConfig
 
-__all__ = ["RefreshConfig", "check_previous", "previous_state", "refresh_model_config", "served_ids"]
+__all__ = ["RefreshConfig", "check_previous", "previous_state", "refresh_model_config", "replay_of", "served_ids"]
 
 
 @dataclass(frozen=True)
 class RefreshConfig:
     previous: str = ""  # the run directory to refresh from; "" = an ordinary run from scratch
     epochs: int = 0  # training epochs of the refresh; 0 = a third of model.train.epochs (rounded down, >= 1)
+    # Share of what RUN0 trained on (its training examples' targets, its items' item-level tasks)
+    # that each refresh epoch draws again; everything new is drawn in full. 1 = all the data alike.
+    replay: float = 1.0
 
     def validate(self) -> None:
         require(self.epochs >= 0, "refresh.epochs", "must be >= 0 (0 = a third of model.train.epochs)")
+        require(0.0 < self.replay <= 1.0, "refresh.replay", "must be in (0, 1]")
 
     @property
     def enabled(self) -> bool:
@@ -45,6 +52,25 @@ def refresh_model_config(model: ModelRunConfig, refresh: RefreshConfig) -> Model
     """The training config of the refresh: the run's, with the refresh's epoch count."""
     epochs = refresh.epochs or max(1, model.train.epochs // 3)  # at most a third
     return replace(model, train=replace(model.train, epochs=epochs))
+
+
+def replay_of(previous: Path, data_dir: Path, share: float) -> Replay:
+    """What RUN0's model trained on, in the example ids of the new data at ``data_dir``: the training
+    examples whose target event (user, time, behavior, item) was one of RUN0's training targets, and
+    the items RUN0 trained with (not its cold items, nor items added to it after training)."""
+    from gensar.data.prepared import PreparedData
+
+    def train_keys(data: PreparedData) -> dict[tuple, int]:
+        ex = data.split("train")
+        stamps = data.events["timestamp"].to_numpy()[ex["event_id"].to_numpy()]  # event ids are rows
+        keys = zip(ex["user_id"], stamps.tolist(), ex["behavior"], ex["target"], strict=True)
+        return dict(zip(keys, ex["example_id"].tolist(), strict=True))
+
+    before = PreparedData.load(previous / "data").training_view()
+    now = PreparedData.load(data_dir).training_view()
+    seen = train_keys(before).keys()
+    examples = frozenset(x for key, x in train_keys(now).items() if key in seen)
+    return Replay(examples=examples, items=frozenset(before.items["item_id"].tolist()), share=share)
 
 
 def check_previous(previous: Path, ids_config: object, model: ModelRunConfig, previous_config: object) -> None:

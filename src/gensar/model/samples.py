@@ -5,6 +5,8 @@ Pseudo-queries and the task mix are described in ``gensar.model.tasks``'s overvi
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,25 +136,67 @@ def build_samples(data: PreparedData, cfg: TaskConfig, seed: int) -> dict[str, l
 
 
 @dataclass(frozen=True)
+class Replay:
+    """What a refresh's previous run trained on (``gensar.refresh``), and the share of it each
+    refresh epoch draws again. Known: a sample of an example whose target event the previous run
+    trained on, an item-level sample of an item it trained with; the rest (the new events, new
+    items) is drawn in full."""
+
+    examples: frozenset[int]  # example ids of this data
+    items: frozenset[str]
+    share: float  # of the known samples' usual draws, in (0, 1]
+
+    def known(self, sample: Sample) -> bool:
+        return sample.example_id in self.examples if sample.example_id >= 0 else sample.item in self.items
+
+    def fingerprint(self) -> dict[str, object]:
+        """What a resumed training must find unchanged."""
+        body = json.dumps([sorted(self.examples), sorted(self.items)]).encode()
+        return {"share": self.share, "examples": len(self.examples), "items": len(self.items),
+                "sha256": hashlib.sha256(body).hexdigest()[:16]}
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A run of ``TaskMix.samples`` of one task drawn with one weight (expected passes per epoch)."""
+
+    task: str
+    start: int
+    end: int
+    weight: float
+
+
+@dataclass(frozen=True)
 class TaskMix:
     """All tasks' samples in one list, and the seeded per-epoch plan over them."""
 
     samples: list[Sample]
-    task_ranges: dict[str, tuple[int, int]]  # task -> [start, end) in ``samples``
-    weights: dict[str, float]
+    segments: tuple[Segment, ...]  # in ``TASKS`` order; a task's new samples before its known ones
 
     @classmethod
-    def build(cls, pools: dict[str, list[Sample]], cfg: TaskConfig) -> TaskMix:
+    def build(cls, pools: dict[str, list[Sample]], cfg: TaskConfig, replay: Replay | None = None) -> TaskMix:
+        """One segment per task at its weight; with ``replay``, two: the samples it does not know at
+        the task's weight, those it knows at ``replay.share`` of it."""
         samples: list[Sample] = []
-        ranges = {}
+        segments = []
         for task in TASKS:
-            ranges[task] = (len(samples), len(samples) + len(pools[task]))
-            samples.extend(pools[task])
-        return cls(samples, ranges, {t: cfg.weight(t) for t in TASKS})
+            pool, weight = pools[task], cfg.weight(task)
+            parts = [(pool, weight)]
+            if replay is not None and replay.share < 1:  # a full share: one segment, as without
+                known = [replay.known(s) for s in pool]
+                parts = [([s for s, k in zip(pool, known, strict=True) if not k], weight),
+                         ([s for s, k in zip(pool, known, strict=True) if k], weight * replay.share)]
+            for part, w in parts:
+                segments.append(Segment(task, len(samples), len(samples) + len(part), w))
+                samples.extend(part)
+        return cls(samples, tuple(segments))
 
     def counts(self) -> dict[str, int]:
         """Samples of each task drawn per epoch."""
-        return {t: _epoch_count(e - s, self.weights[t]) for t, (s, e) in self.task_ranges.items()}
+        out = dict.fromkeys(TASKS, 0)
+        for seg in self.segments:
+            out[seg.task] += _epoch_count(seg.end - seg.start, seg.weight)
+        return out
 
     def epoch_size(self) -> int:
         return sum(self.counts().values())
@@ -161,15 +205,14 @@ class TaskMix:
         """Indices into ``samples`` for one epoch, shuffled; a pure function of (seed, epoch)."""
         rng = np.random.default_rng([seed, epoch, 0x7A5C])
         parts = []
-        for task in TASKS:
-            start, end = self.task_ranges[task]
-            n, w = end - start, self.weights[task]
+        for seg in self.segments:
+            n, w = seg.end - seg.start, seg.weight
             if n == 0 or w == 0:
                 continue
             whole = int(np.floor(w))
             extra = _epoch_count(n, w) - whole * n
-            parts.append(np.tile(np.arange(start, end), whole))
-            parts.append(start + rng.choice(n, size=extra, replace=False))
+            parts.append(np.tile(np.arange(seg.start, seg.end), whole))
+            parts.append(seg.start + rng.choice(n, size=extra, replace=False))
         plan = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         return plan[rng.permutation(len(plan))].astype(np.int64)
 

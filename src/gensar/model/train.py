@@ -68,7 +68,7 @@ from gensar.model.distributed import (
 from gensar.model.scoring import behavior_metrics, rank_examples
 from gensar.model.encoder import SampleEncoder
 from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
-from gensar.model.samples import Sample, TaskMix, build_samples, example_samples, title_query_share
+from gensar.model.samples import Replay, Sample, TaskMix, build_samples, example_samples, title_query_share
 from gensar.model.task_config import TaskConfig
 from gensar.model.tokenizer import build_tokenizer, load_tokenizer
 from gensar.model.train_start import check_start, run_fingerprint
@@ -99,12 +99,14 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     init_from: str | Path | None = None,
+    replay: Replay | None = None,
 ) -> TrainResult:
     """Train on a prepared data dir with the item IDs at ``ids_path``; write the best model to ``out``.
 
     ``cfg`` None means the defaults, or, with ``resume``, the interrupted run's config.
     ``init_from``: a trained model directory whose weights the model starts from
-    (``gensar.model.warm_start``) instead of a fresh initialization.
+    (``gensar.model.warm_start``) instead of a fresh initialization. ``replay``: what ``init_from``
+    already learned, drawn at a share of its weight (``gensar.refresh``).
     """
     env = DistEnv.from_env()
     out, work = Path(out), checkpoint_dir(out)
@@ -114,6 +116,8 @@ def train(
     fingerprint = run_fingerprint(data, ids)
     if init_from is not None:
         fingerprint["init_from"] = str(init_from)
+    if replay is not None:
+        fingerprint["replay"] = replay.fingerprint()
     cfg = check_start(out, work, cfg, fingerprint, resume, overwrite, env.is_main)
     device = select_device(cfg.train.device, env)
     cfg.train.check_device(device)
@@ -130,7 +134,7 @@ def train(
             work.mkdir(parents=True)
             write_marker(work, "checkpoint")
             atomic_write_json(work / "run_config.json", {"config": to_dict(cfg), "fingerprint": fingerprint})
-        return _run(data, ids, out, work, cfg, resume, overwrite, env, device, init_from)
+        return _run(data, ids, out, work, cfg, resume, overwrite, env, device, init_from, replay)
     finally:
         if env.distributed:
             import torch.distributed as dist
@@ -149,6 +153,7 @@ def _run(
     env: DistEnv,
     device: torch.device,
     init_from: str | Path | None = None,
+    replay: Replay | None = None,
 ) -> TrainResult:
     from tqdm.auto import tqdm
     from transformers import get_cosine_schedule_with_warmup
@@ -177,7 +182,7 @@ def _run(
     model.config.use_cache = False
     model.to(device)
 
-    mix = TaskMix.build(build_samples(data, cfg.tasks, tc.seed), cfg.tasks)
+    mix = TaskMix.build(build_samples(data, cfg.tasks, tc.seed), cfg.tasks, replay)
     if mix.epoch_size() < env.world_size:
         raise GensarError(f"an epoch has {mix.epoch_size()} samples, fewer than {env.world_size} processes")
     encoder = SampleEncoder(tokenizer, ids, data, cfg.tasks, tc.max_input_len)
@@ -225,6 +230,7 @@ def _run(
         "vocab_size": len(tokenizer),
         "parameters": count_parameters(model),
         "task_counts": mix.counts(),
+        "replay": replay.fingerprint() if replay is not None else None,  # a refresh's (gensar.refresh)
         "title_query_share": title_query_share(data),  # what pseudo_query_source "auto" follows
         "epoch_size": usable,
         "steps_per_epoch": steps_per_epoch,
