@@ -21,7 +21,7 @@ from gensar.model.backbone import BackboneConfig, build_backbone, load_model
 from gensar.model.tokenizer import TokenizerConfig, build_tokenizer
 from gensar.model.warm_start import warm_start
 from gensar.pipeline import PipelineConfig, builtin_config, run_pipeline
-from gensar.refresh import replay_of
+from gensar.refresh import RefreshConfig, replay_of
 
 TINY = builtin_config("tiny")
 TINY_RUN = load_config(PipelineConfig, TINY)
@@ -121,7 +121,7 @@ def refreshed(tmp_path_factory) -> tuple[Path, Path]:
 def test_replay_knows_the_previous_runs_training_targets_and_items(refreshed):
     before, after = refreshed
     old, new = PreparedData.load(before / "data"), PreparedData.load(after / "data")
-    replay = replay_of(before, after / "data", REPLAY)
+    replay = replay_of(before, after / "data", RefreshConfig(replay=REPLAY))
     # by hand: an example of the new data is known when its target event came before the user's
     # time cut and was not one RUN0 held out (its valid and test targets, per behavior)
     stamp = new.events["timestamp"].to_numpy()
@@ -139,7 +139,7 @@ def test_replay_knows_the_previous_runs_training_targets_and_items(refreshed):
     n_rec = int((train["behavior"] == "rec").sum())
     weight = TINY_RUN.model.tasks.rec
     assert state["task_counts"]["rec"] == round(weight * (n_rec - n_known)) + round(weight * REPLAY * n_known)
-    assert state["replay"]["share"] == REPLAY and state["replay"]["examples"] == len(expect)
+    assert state["replay"]["examples_share"] == REPLAY and state["replay"]["items_share"] == 1 and state["replay"]["examples"] == len(expect)
 
 
 def test_refresh_keeps_every_identifier_and_gives_new_items_theirs(refreshed):

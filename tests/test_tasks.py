@@ -16,7 +16,7 @@ from gensar.errors import ConfigError, InputError
 from gensar.ids.item_ids import IdMaps
 from gensar.model.encoder import SampleEncoder
 from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
-from gensar.model.samples import Replay, Sample, TaskMix, build_samples, pseudo_queries
+from gensar.model.samples import KnownSamples, Sample, TaskMix, build_samples, pseudo_queries
 from gensar.model.task_config import TASKS, TaskConfig
 from gensar.model.tokenizer import TokenizerConfig, build_tokenizer
 
@@ -262,7 +262,7 @@ def test_replay_draws_new_samples_in_full_and_known_ones_at_their_share(world):
     rec_ids = [s.example_id for s in pools["rec"]]
     items = data.items["item_id"].tolist()
     known_ex, known_items = frozenset(rec_ids[: len(rec_ids) // 2]), frozenset(items[:3])
-    mix = TaskMix.build(pools, cfg, Replay(examples=known_ex, items=known_items, share=0.5))
+    mix = TaskMix.build(pools, cfg, KnownSamples(known_ex, known_items, examples_share=0.5, items_share=0.5))
     n_known, n_new = len(known_ex), len(rec_ids) - len(known_ex)
     # rec: new at 1.5 passes, known at 0.75; text2sem: new items at 2, the 3 known at 1
     assert mix.counts()["rec"] == n_new + round(0.5 * n_new) + round(0.75 * n_known)
@@ -274,9 +274,14 @@ def test_replay_draws_new_samples_in_full_and_known_ones_at_their_share(world):
         assert drawn[sample] in ({0, 1} if sample.example_id in known_ex else {1, 2})
     for sample in pools["text2sem"]:
         assert drawn[sample] == (1 if sample.item in known_items else 2)
-    # a full share draws as without replay
-    full = TaskMix.build(pools, cfg, Replay(examples=known_ex, items=known_items, share=1.0))
-    assert full.counts() == TaskMix.build(pools, cfg).counts()
+    # full shares draw as without replay; the item-level share alone leaves the examples as they were
+    plain = TaskMix.build(pools, cfg).counts()
+    assert TaskMix.build(pools, cfg, KnownSamples(known_ex, known_items)).counts() == plain
+    items_only = TaskMix.build(pools, cfg, KnownSamples(known_ex, known_items, items_share=0.0))
+    assert items_only.counts()["rec"] == plain["rec"]
+    assert items_only.counts()["text2sem"] == 2 * (len(items) - 3)  # the 3 known items never drawn
+    assert not {items_only.samples[i].item for i in items_only.epoch_plan(seed=3, epoch=0)
+                if items_only.samples[i].task == "text2sem"} & known_items
 
 
 def test_task_config_validation():

@@ -268,7 +268,7 @@ def _run_stage(stage: str, cfg: PipelineConfig, run: Path, fp: str) -> None:
             from gensar.refresh import refresh_model_config, replay_of
 
             previous = Path(cfg.refresh.previous)
-            replay = replay_of(previous, run / "data", cfg.refresh.replay) if cfg.refresh.replay < 1 else None
+            replay = replay_of(previous, run / "data", cfg.refresh) if cfg.refresh.replays() else None
             train(run / "data", run / "ids", run / "model", refresh_model_config(cfg.model, cfg.refresh),
                   resume=resume, overwrite=True, init_from=previous / "model", replay=replay)
         else:
@@ -323,8 +323,9 @@ def _fingerprint(stage: str, cfg: PipelineConfig, upstream: str) -> str:
         from gensar.refresh import previous_state
 
         carried = to_dict(cfg.refresh)
-        if stage == "ids" or cfg.refresh.replay == 1:  # the model's alone; 1 trains as runs before the option
-            carried.pop("replay")
+        for share in ("replay", "replay_items"):  # the model's alone; 1 trains as runs before the options
+            if stage == "ids" or getattr(cfg.refresh, share) == 1:
+                carried.pop(share)
         payload["refresh"] = {**carried, "state": previous_state(Path(cfg.refresh.previous))}
     if stage == "data" and cfg.data.source != "synthetic":
         payload["source_files"] = _source_digests(Path(cfg.data.source))

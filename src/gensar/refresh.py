@@ -6,8 +6,9 @@ its identifiers byte for byte, new items get identifiers from RUN0's RQ-VAE
 (``gensar.ids.refresh``), and the model starts from RUN0's weights (``gensar.model.warm_start``;
 new tokens, such as new query words, start fresh) and trains for ``refresh.epochs`` epochs (by
 default a third of ``model.train.epochs``), validated and early-stopped as any training. Each of
-those epochs draws every sample RUN0 did not train on and ``refresh.replay`` of those it did
-(``replay_of``): the new events are what the model lacks, the old ones keep it from forgetting. The
+those epochs draws every sample RUN0 did not train on, ``refresh.replay`` of the examples it did and
+``refresh.replay_items`` of its items' item-level samples (``replay_of``): the new events are what
+the model lacks, the old ones keep it from forgetting. The
 hybrid and evaluation stages run as in any run, on the newer data.
 
 RUN0 must be a finished pipeline run whose ID and backbone settings the new config shares (the
@@ -25,7 +26,7 @@ from pathlib import Path
 from gensar.config import require, to_dict
 from gensar.errors import ConfigError, GensarError
 from gensar.ids.item_ids import IdMaps
-from gensar.model.samples import Replay
+from gensar.model.samples import KnownSamples
 from gensar.model.train_config import ModelRunConfig
 
 __all__ = ["RefreshConfig", "check_previous", "previous_state", "refresh_model_config", "replay_of", "served_ids"]
@@ -35,13 +36,20 @@ __all__ = ["RefreshConfig", "check_previous", "previous_state", "refresh_model_c
 class RefreshConfig:
     previous: str = ""  # the run directory to refresh from; "" = an ordinary run from scratch
     epochs: int = 0  # training epochs of the refresh; 0 = a third of model.train.epochs (rounded down, >= 1)
-    # Share of what RUN0 trained on (its training examples' targets, its items' item-level tasks)
-    # that each refresh epoch draws again; everything new is drawn in full. 1 = all the data alike.
+    # Shares of what RUN0 trained on that each refresh epoch draws again (everything new is drawn in
+    # full): of its training examples (the same target, the same history), and of its items'
+    # item-level tasks (their identifiers and text did not change). 1 = as any sample.
     replay: float = 1.0
+    replay_items: float = 1.0
 
     def validate(self) -> None:
         require(self.epochs >= 0, "refresh.epochs", "must be >= 0 (0 = a third of model.train.epochs)")
-        require(0.0 < self.replay <= 1.0, "refresh.replay", "must be in (0, 1]")
+        require(0.0 <= self.replay <= 1.0, "refresh.replay", "must be in [0, 1]")
+        require(0.0 <= self.replay_items <= 1.0, "refresh.replay_items", "must be in [0, 1]")
+
+    def replays(self) -> bool:
+        """Whether any share is below 1 (else the refresh trains on every sample alike)."""
+        return self.replay < 1 or self.replay_items < 1
 
     @property
     def enabled(self) -> bool:
@@ -54,7 +62,7 @@ def refresh_model_config(model: ModelRunConfig, refresh: RefreshConfig) -> Model
     return replace(model, train=replace(model.train, epochs=epochs))
 
 
-def replay_of(previous: Path, data_dir: Path, share: float) -> Replay:
+def replay_of(previous: Path, data_dir: Path, refresh: RefreshConfig) -> KnownSamples:
     """What RUN0's model trained on, in the example ids of the new data at ``data_dir``: the training
     examples whose target event (user, time, behavior, item) was one of RUN0's training targets, and
     the items RUN0 trained with (not its cold items, nor items added to it after training)."""
@@ -70,7 +78,8 @@ def replay_of(previous: Path, data_dir: Path, share: float) -> Replay:
     now = PreparedData.load(data_dir).training_view()
     seen = train_keys(before).keys()
     examples = frozenset(x for key, x in train_keys(now).items() if key in seen)
-    return Replay(examples=examples, items=frozenset(before.items["item_id"].tolist()), share=share)
+    return KnownSamples(examples=examples, items=frozenset(before.items["item_id"].tolist()),
+                  examples_share=refresh.replay, items_share=refresh.replay_items)
 
 
 def check_previous(previous: Path, ids_config: object, model: ModelRunConfig, previous_config: object) -> None:

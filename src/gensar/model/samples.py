@@ -136,23 +136,32 @@ def build_samples(data: PreparedData, cfg: TaskConfig, seed: int) -> dict[str, l
 
 
 @dataclass(frozen=True)
-class Replay:
+class KnownSamples:
     """What a refresh's previous run trained on (``gensar.refresh``), and the share of it each
-    refresh epoch draws again. Known: a sample of an example whose target event the previous run
-    trained on, an item-level sample of an item it trained with; the rest (the new events, new
-    items) is drawn in full."""
+    refresh epoch draws again: of the examples whose target event it trained on
+    (``examples_share``), of the item-level samples of the items it trained with (``items_share``).
+    The rest (the new events, new items) is drawn in full."""
 
     examples: frozenset[int]  # example ids of this data
     items: frozenset[str]
-    share: float  # of the known samples' usual draws, in (0, 1]
+    examples_share: float = 1.0  # of the known samples' usual draws, in [0, 1]
+    items_share: float = 1.0
 
-    def known(self, sample: Sample) -> bool:
-        return sample.example_id in self.examples if sample.example_id >= 0 else sample.item in self.items
+    def share(self, sample: Sample) -> float:
+        """1 for a sample the previous run never trained on, else its kind's share."""
+        if sample.example_id >= 0:
+            return self.examples_share if sample.example_id in self.examples else 1.0
+        return self.items_share if sample.item in self.items else 1.0
+
+    @property
+    def full(self) -> bool:
+        return self.examples_share == 1 and self.items_share == 1
 
     def fingerprint(self) -> dict[str, object]:
         """What a resumed training must find unchanged."""
         body = json.dumps([sorted(self.examples), sorted(self.items)]).encode()
-        return {"share": self.share, "examples": len(self.examples), "items": len(self.items),
+        return {"examples_share": self.examples_share, "items_share": self.items_share,
+                "examples": len(self.examples), "items": len(self.items),
                 "sha256": hashlib.sha256(body).hexdigest()[:16]}
 
 
@@ -174,18 +183,18 @@ class TaskMix:
     segments: tuple[Segment, ...]  # in ``TASKS`` order; a task's new samples before its known ones
 
     @classmethod
-    def build(cls, pools: dict[str, list[Sample]], cfg: TaskConfig, replay: Replay | None = None) -> TaskMix:
-        """One segment per task at its weight; with ``replay``, two: the samples it does not know at
-        the task's weight, those it knows at ``replay.share`` of it."""
+    def build(cls, pools: dict[str, list[Sample]], cfg: TaskConfig, replay: KnownSamples | None = None) -> TaskMix:
+        """One segment per task at its weight; with ``replay``, one per share of it (``KnownSamples.share``:
+        the new samples first, at the task's full weight)."""
         samples: list[Sample] = []
         segments = []
         for task in TASKS:
             pool, weight = pools[task], cfg.weight(task)
             parts = [(pool, weight)]
-            if replay is not None and replay.share < 1:  # a full share: one segment, as without
-                known = [replay.known(s) for s in pool]
-                parts = [([s for s, k in zip(pool, known, strict=True) if not k], weight),
-                         ([s for s, k in zip(pool, known, strict=True) if k], weight * replay.share)]
+            if replay is not None and not replay.full:  # full shares: one segment, as without
+                shares = [replay.share(s) for s in pool]
+                parts = [([s for s, f in zip(pool, shares, strict=True) if f == share], weight * share)
+                         for share in sorted(set(shares), reverse=True)]
             for part, w in parts:
                 segments.append(Segment(task, len(samples), len(samples) + len(part), w))
                 samples.extend(part)

@@ -68,7 +68,7 @@ from gensar.model.distributed import (
 from gensar.model.scoring import behavior_metrics, rank_examples
 from gensar.model.encoder import SampleEncoder
 from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
-from gensar.model.samples import Replay, Sample, TaskMix, build_samples, example_samples, title_query_share
+from gensar.model.samples import KnownSamples, Sample, TaskMix, build_samples, example_samples, title_query_share
 from gensar.model.task_config import TaskConfig
 from gensar.model.tokenizer import build_tokenizer, load_tokenizer
 from gensar.model.train_start import check_start, run_fingerprint
@@ -99,7 +99,7 @@ def train(
     resume: bool = False,
     overwrite: bool = False,
     init_from: str | Path | None = None,
-    replay: Replay | None = None,
+    replay: KnownSamples | None = None,
 ) -> TrainResult:
     """Train on a prepared data dir with the item IDs at ``ids_path``; write the best model to ``out``.
 
@@ -153,7 +153,7 @@ def _run(
     env: DistEnv,
     device: torch.device,
     init_from: str | Path | None = None,
-    replay: Replay | None = None,
+    replay: KnownSamples | None = None,
 ) -> TrainResult:
     from tqdm.auto import tqdm
     from transformers import get_cosine_schedule_with_warmup
