@@ -282,6 +282,16 @@ def test_replay_draws_new_samples_in_full_and_known_ones_at_their_share(world):
     assert items_only.counts()["text2sem"] == 2 * (len(items) - 3)  # the 3 known items never drawn
     assert not {items_only.samples[i].item for i in items_only.epoch_plan(seed=3, epoch=0)
                 if items_only.samples[i].task == "text2sem"} & known_items
+    # a task weighted below 1: the new samples' fraction of a draw rounds up (one new item at 0.25
+    # is still drawn every epoch), the known ones' rounds as usual
+    light = TaskConfig(rec=1.0, search=0.0, next_query=0.0, text2sem=0.25, text2col=0.0, sem2text=0.0,
+                       col2text=0.0, adhoc=0.0)
+    one_new = frozenset(items[1:])
+    mix = TaskMix.build(build_samples(data, light, 0), light, KnownSamples(known_ex, one_new, items_share=0.5))
+    assert mix.counts()["text2sem"] == 1 + round(0.125 * (len(items) - 1))
+    for epoch in range(3):
+        plan = mix.epoch_plan(seed=3, epoch=epoch)
+        assert items[0] in {mix.samples[i].item for i in plan if mix.samples[i].task == "text2sem"}
 
 
 def test_task_config_validation():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -173,6 +174,16 @@ class Segment:
     start: int
     end: int
     weight: float
+    # a refresh's new samples: a fraction of a draw rounds up, so that a few new items of a task
+    # weighted below 1 are still drawn every epoch
+    round_up: bool = False
+
+    def count(self) -> int:
+        """Samples drawn per epoch."""
+        n = self.end - self.start
+        whole = int(np.floor(self.weight))
+        rest = (self.weight - whole) * n
+        return whole * n + (math.ceil(rest - 1e-9) if self.round_up else round(rest))
 
 
 @dataclass(frozen=True)
@@ -190,13 +201,14 @@ class TaskMix:
         segments = []
         for task in TASKS:
             pool, weight = pools[task], cfg.weight(task)
-            parts = [(pool, weight)]
+            parts = [(pool, 1.0)]
             if replay is not None and not replay.full:  # full shares: one segment, as without
                 shares = [replay.share(s) for s in pool]
-                parts = [([s for s, f in zip(pool, shares, strict=True) if f == share], weight * share)
+                parts = [([s for s, f in zip(pool, shares, strict=True) if f == share], share)
                          for share in sorted(set(shares), reverse=True)]
-            for part, w in parts:
-                segments.append(Segment(task, len(samples), len(samples) + len(part), w))
+            for part, share in parts:
+                new = replay is not None and share == 1 and len(parts) > 1
+                segments.append(Segment(task, len(samples), len(samples) + len(part), weight * share, round_up=new))
                 samples.extend(part)
         return cls(samples, tuple(segments))
 
@@ -204,7 +216,7 @@ class TaskMix:
         """Samples of each task drawn per epoch."""
         out = dict.fromkeys(TASKS, 0)
         for seg in self.segments:
-            out[seg.task] += _epoch_count(seg.end - seg.start, seg.weight)
+            out[seg.task] += seg.count()
         return out
 
     def epoch_size(self) -> int:
@@ -219,13 +231,8 @@ class TaskMix:
             if n == 0 or w == 0:
                 continue
             whole = int(np.floor(w))
-            extra = _epoch_count(n, w) - whole * n
+            extra = seg.count() - whole * n
             parts.append(np.tile(np.arange(seg.start, seg.end), whole))
             parts.append(seg.start + rng.choice(n, size=extra, replace=False))
         plan = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
         return plan[rng.permutation(len(plan))].astype(np.int64)
-
-
-def _epoch_count(n: int, weight: float) -> int:
-    whole = int(np.floor(weight))
-    return whole * n + round((weight - whole) * n)
