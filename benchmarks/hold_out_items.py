@@ -9,7 +9,8 @@ events naming them: ``bench_cold_items.py RUN OUT/cold/items.jsonl OUT/cold/even
 OUT is written atomically (complete or absent); an existing non-empty OUT is refused (exit 2)
 unless this script wrote it and ``--overwrite`` is given. An
 event naming a held-out item and a kept one (a search session clicking both) is refused too: the
-cold files must read back on their own.
+cold files must read back on their own; ``--drop-mixed`` leaves such events out of both halves
+instead (counted in the summary line).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def main() -> None:
     p.add_argument("--fraction", type=float, default=0.1, help="share of the items held out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace an OUT this script wrote before")
+    p.add_argument("--drop-mixed", action="store_true", help="leave out of both halves the events naming a "
+                   "held-out item and a kept one (else refused)")
     args = p.parse_args()
     if not 0 < args.fraction < 1:
         p.error("--fraction must lie strictly between 0 and 1")
@@ -51,7 +54,9 @@ def _split(args: argparse.Namespace) -> None:
                                                        replace=False).tolist())
     names_held = events["items"].map(lambda its: any(i in held for i in its))
     mixed = events["items"].map(lambda its: any(i in held for i in its) and any(i not in held for i in its))
-    if mixed.any():
+    if mixed.any() and args.drop_mixed:
+        events, names_held = events[~mixed], names_held[~mixed]
+    elif mixed.any():
         raise GensarError(f"{int(mixed.sum())} events name a held-out item and a kept one (first: user "
                           f"{events.loc[mixed, 'user_id'].iloc[0]}): not supported")
     is_held = items["item_id"].isin(held)
@@ -60,7 +65,8 @@ def _split(args: argparse.Namespace) -> None:
             (tmp / name).mkdir()
             chosen = names_held if name == "cold" else ~names_held
             write_tables(items[keep], events[chosen], tmp / name)
-    print(f"{len(items)} items, {len(held)} held out; {len(events)} events, {int(names_held.sum())} naming one")
+    print(f"{len(items)} items, {len(held)} held out; {len(events)} events, {int(names_held.sum())} naming one"
+          + (f"; {int(mixed.sum())} naming both left out" if args.drop_mixed else ""))
 
 
 if __name__ == "__main__":
