@@ -18,8 +18,9 @@ requests, so each scorer's raw catalog scores pass through one normalizer, picke
                       generative model and SASRec never saw it, so their features of it are its
                       peers' mean (the request's trained candidates that only text retrievers
                       proposed, ``impute_new``: no evidence either way) and this
-                      indicator lets a fit on new targets learn what such an item is worth; a fit
-                      without any (a catalog without added items) leaves its weight ~0
+                      indicator lets a fit on new targets learn what such an item is worth (a
+                      fit without any leaves its weight ~0, unless ``hybrid.pseudo_new`` makes
+                      some trained items look new)
 """
 
 from __future__ import annotations
@@ -103,10 +104,15 @@ def seen_feature(histories: Sequence[Sequence[int]], candidates: np.ndarray) -> 
     return np.where(candidates >= 0, out, 0.0)
 
 
+def is_model_source(name: str) -> bool:
+    """A proposal source learned from interactions (the beam, a narrower beam, SASRec)."""
+    return name.split("@")[0] == BEAM or name in UNTRAINED
+
+
 def model_proposed(source_ranks: np.ndarray, sources: Sequence[str]) -> np.ndarray:
     """[B, C] bool: candidates that a source learned from interactions proposed (the beam, a
     narrower beam, SASRec): sources that can never propose a new item."""
-    cols = [s for s, name in enumerate(sources) if name.split("@")[0] == BEAM or name in UNTRAINED]
+    cols = [s for s, name in enumerate(sources) if is_model_source(name)]
     return (source_ranks[..., cols] >= 0).any(axis=-1) if cols else np.zeros(source_ranks.shape[:2], dtype=bool)
 
 

@@ -55,11 +55,12 @@ class LinearFusion:
         return np.where(valid, scores, NEG_INF)
 
     def grows_with(self, feature: str) -> bool:
-        """True when the fused score never falls as ``feature`` rises (its weights are >= 0)."""
+        """True when a trained candidate's fused score never falls as ``feature`` rises (its weight
+        is >= 0). The new candidates' weights are not asked: a request with a new candidate scores
+        every candidate exactly (``HybridRanker.top_candidates``)."""
         if feature not in self.features:
             return False
-        col = self.features.index(feature)
-        return all(w[col] >= 0 for w in (self.weights, self.new_weights) if w)
+        return self.weights[self.features.index(feature)] >= 0
 
     def to_json(self) -> dict:
         return {"features": list(self.features), "mean": list(self.mean), "std": list(self.std),

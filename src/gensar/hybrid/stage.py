@@ -42,6 +42,7 @@ from gensar.eval.groups import group_key, grouped
 from gensar.hybrid.config import HybridConfig
 from gensar.hybrid.evaluate import (
     PROTOCOLS,
+    Collected,
     collect,
     cross_validated_ranks,
     feature_ranks,
@@ -54,6 +55,7 @@ from gensar.hybrid.features import feature_names
 from gensar.hybrid.fusion import LinearFusion, new_mask
 from gensar.hybrid.latency import plan_latencies
 from gensar.hybrid.plan import PlanChoice, candidate_plans, choose_plan, narrower_beams, plan_fusion
+from gensar.hybrid.pseudo_new import pseudo_new, pseudo_rows, with_pseudo_new_weights
 from gensar.hybrid.generative import GenerativeScorer
 from gensar.hybrid.ranker import HybridRanker
 from gensar.io import atomic_dir, atomic_write_json, atomic_write_text
@@ -194,7 +196,8 @@ def _fit_and_select(choice: PlanChoice, cfg: HybridConfig, protocol) -> tuple[Li
     part_ranks = {name: feature_ranks(valid, col) for col, name in enumerate(names)}
     parts = {name: protocol_metrics(r, protocol) for name, r in part_ranks.items()}
     variant_ranks = {"shared": cross_validated_ranks(names, valid, cfg.l2, cfg.folds, False)}
-    if cfg.new_weights and new_mask(valid.cands.features, names)[valid.cands.valid].any():
+    has_new = bool(new_mask(valid.cands.features, names)[valid.cands.valid].any())
+    if cfg.new_weights and has_new:
         variant_ranks["new_weights"] = cross_validated_ranks(names, valid, cfg.l2, cfg.folds, True)
     variants = {v: protocol_metrics(r, protocol) for v, r in variant_ranks.items()}
     chosen = max(variant_ranks, key=lambda v: (variants[v][SELECT_BY], v == "shared"))
@@ -206,12 +209,18 @@ def _fit_and_select(choice: PlanChoice, cfg: HybridConfig, protocol) -> tuple[Li
     if parts[best][SELECT_BY] > cv[SELECT_BY]:
         fusion = single_feature(fusion, names.index(best))
         selected = best
+    pseudo = None
+    if selected == "fusion" and cfg.new_weights and cfg.pseudo_new > 0 and not has_new:
+        pseudo = pseudo_new(valid, names, pseudo_rows(valid, cfg.pseudo_new))
+        if pseudo is not None:
+            fusion = with_pseudo_new_weights(fusion, names, pseudo, cfg.l2)
     report = {"selected": selected, "plan": choice.plan.label, "plans_cv_ndcg@10": choice.ndcg,
               "plans_cv_hits": choice.hits,
               **({"plans_latency_ratio": choice.latency, "max_latency_ratio": cfg.max_latency_ratio}
                  if choice.latency else {}),
               "weights": dict(zip(names, fusion.weights, strict=True)),
               "new_weights": dict(zip(names, fusion.new_weights, strict=True)) if fusion.new_weights else None,
+              "pseudo_new": None if pseudo is None else _pseudo_counts(pseudo, names),
               "n": int(len(found)), "target_in_candidates": float(found.mean()),
               "mean_candidates": float(valid.cands.valid.sum(axis=1).mean()),
               "fused_cv": cv if selected == "fusion" else parts[best], "fusion_cv": cv,
@@ -230,6 +239,13 @@ def _fit_and_select(choice: PlanChoice, cfg: HybridConfig, protocol) -> tuple[Li
                 "fusion_variants_cv": {v: protocol_metrics(r, protocol, mask) for v, r in variant_ranks.items()},
                 "parts": g_parts}
     return fusion, report
+
+
+def _pseudo_counts(pseudo: Collected, names) -> dict[str, int]:
+    """How many valid candidates, and found targets, played new (``gensar.hybrid.pseudo_new``)."""
+    new = new_mask(pseudo.cands.features, names) & pseudo.cands.valid
+    rows = np.nonzero(pseudo.target_col >= 0)[0]
+    return {"candidates": int(new.sum()), "targets": int(new[rows, pseudo.target_col[rows]].sum())}
 
 
 def single_feature(fusion: LinearFusion, column: int) -> LinearFusion:
