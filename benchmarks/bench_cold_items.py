@@ -143,8 +143,8 @@ def main() -> None:
     p.add_argument("cold_items", type=Path)
     p.add_argument("cold_events", type=Path)
     p.add_argument("--max-examples", type=int, default=500, help="warm examples per behavior (0 = all)")
-    p.add_argument("--split", default="test", choices=["test", "valid"], help="the warm examples' split (choose "
-                   "settings on valid, report test)")
+    p.add_argument("--split", default="test", choices=["test", "valid"],
+                   help="the warm examples' split (choose settings on valid, report test)")
     p.add_argument("--cold-start", default="ridge", choices=["ridge", "knn"], help="the added items' collaborative "
                    "embedding (gensar.ids.cold_start)")
     args = p.parse_args()
@@ -166,7 +166,8 @@ def main() -> None:
         report["hybrid_warm_after"], after = bench.warm(args.max_examples, args.split)
         report["hybrid_warm_top10_change"] = {b: _change(before[b], after[b]) for b in before}
         report["hybrid_cold"] = bench.cold(items, cold_events)
-        report["bm25_after"] = bench.bm25_report(args.max_examples, args.split, cold_events, {i["item_id"] for i in items})
+        report["bm25_after"] = bench.bm25_report(args.max_examples, args.split, cold_events,
+                                                 {i["item_id"] for i in items})
         beam = Service.open(args.run_dir, ServeConfig(engine="generative"), writable=False, **logs)  # replays the items
         bench_beam = Bench(beam, max_history)
         report["beam_warm_after"] = bench_beam.warm(args.max_examples, args.split)[0]

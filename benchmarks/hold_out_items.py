@@ -65,8 +65,9 @@ def _split(args: argparse.Namespace) -> None:
             (tmp / name).mkdir()
             chosen = names_held if name == "cold" else ~names_held
             write_tables(items[keep], events[chosen], tmp / name)
+    dropped = f"; {int(mixed.sum())} naming both left out" if args.drop_mixed else ""
     print(f"{len(items)} items, {len(held)} held out; {len(events)} events, {int(names_held.sum())} naming one"
-          + (f"; {int(mixed.sum())} naming both left out" if args.drop_mixed else ""))
+          f"{dropped}")
 
 
 if __name__ == "__main__":

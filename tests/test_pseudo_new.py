@@ -16,7 +16,8 @@ from gensar.hybrid.ranker import Candidates
 NAMES = ("generative", "content", "popularity", "match-popularity", "seen", "new")
 
 
-def _collected(features: np.ndarray, items: np.ndarray, ranks: np.ndarray, target_col: np.ndarray) -> Collected:
+def _collected(features: np.ndarray, items: np.ndarray, ranks: np.ndarray,
+               target_col: np.ndarray) -> Collected:
     cands = Candidates(items=items, features=features, pinned=np.zeros(items.shape, dtype=bool),
                        source_ranks=ranks, sources=("beam", "content"))
     return Collected(cands=cands, target_col=target_col)
@@ -60,7 +61,8 @@ def test_pseudo_new_weights_score_new_candidates_as_their_fit_and_keep_the_train
     valid = np.ones((n, c), dtype=bool)
     fusion = fit_fusion(NAMES, x, valid, target)
     items = np.tile(np.arange(c), (n, 1))
-    ranks = np.stack([np.where(items % 3 == 0, 0, -1), np.where(items % 3 != 1, 0, -1)], axis=-1).astype(np.int32)
+    beam, content = np.where(items % 3 == 0, 0, -1), np.where(items % 3 != 1, 0, -1)
+    ranks = np.stack([beam, content], axis=-1).astype(np.int32)
     pseudo = pseudo_new(_collected(x, items, ranks, target), NAMES, np.arange(c) % 2 == 1)
     got = with_pseudo_new_weights(fusion, NAMES, pseudo, 1e-2)
     assert got.weights == fusion.weights and got.mean == fusion.mean and got.new_weights

@@ -8,8 +8,8 @@ new tokens, such as new query words, start fresh) and trains for ``refresh.epoch
 default a third of ``model.train.epochs``), validated and early-stopped as any training. Each of
 those epochs draws every sample RUN0 did not train on, ``refresh.replay`` of the examples it did and
 ``refresh.replay_items`` of its items' item-level samples (``replay_of``): the new events are what
-the model lacks, the old ones keep it from forgetting. The
-hybrid and evaluation stages run as in any run, on the newer data.
+the model lacks, the old ones keep it from forgetting. The hybrid and evaluation stages run as in
+any run, on the newer data.
 
 RUN0 must be a finished pipeline run whose ID and backbone settings the new config shares (the
 identifiers come from its RQ-VAE, the weights from its backbone); by default the new run takes
@@ -29,7 +29,8 @@ from gensar.ids.item_ids import IdMaps
 from gensar.model.samples import KnownSamples
 from gensar.model.train_config import ModelRunConfig
 
-__all__ = ["RefreshConfig", "check_previous", "previous_state", "refresh_model_config", "replay_of", "served_ids"]
+__all__ = ["RefreshConfig", "check_previous", "previous_state", "refresh_model_config", "replay_of",
+           "served_ids"]
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,9 @@ def model_proposed(source_ranks: np.ndarray, sources: Sequence[str]) -> np.ndarr
     """[B, C] bool: candidates that a source learned from interactions proposed (the beam, a
     narrower beam, SASRec): sources that can never propose a new item."""
     cols = [s for s, name in enumerate(sources) if is_model_source(name)]
-    return (source_ranks[..., cols] >= 0).any(axis=-1) if cols else np.zeros(source_ranks.shape[:2], dtype=bool)
+    if not cols:
+        return np.zeros(source_ranks.shape[:2], dtype=bool)
+    return (source_ranks[..., cols] >= 0).any(axis=-1)
 
 
 def impute_new(column: np.ndarray, new: np.ndarray, valid: np.ndarray, by_model: np.ndarray) -> np.ndarray:

@@ -194,7 +194,8 @@ class TaskMix:
     segments: tuple[Segment, ...]  # in ``TASKS`` order; a task's new samples before its known ones
 
     @classmethod
-    def build(cls, pools: dict[str, list[Sample]], cfg: TaskConfig, replay: KnownSamples | None = None) -> TaskMix:
+    def build(cls, pools: dict[str, list[Sample]], cfg: TaskConfig,
+              replay: KnownSamples | None = None) -> TaskMix:
         """One segment per task at its weight; with ``replay``, one per share of it (``KnownSamples.share``:
         the new samples first, at the task's full weight)."""
         samples: list[Sample] = []
@@ -208,7 +209,8 @@ class TaskMix:
                          for share in sorted(set(shares), reverse=True)]
             for part, share in parts:
                 new = replay is not None and share == 1 and len(parts) > 1
-                segments.append(Segment(task, len(samples), len(samples) + len(part), weight * share, round_up=new))
+                end = len(samples) + len(part)
+                segments.append(Segment(task, len(samples), end, weight * share, round_up=new))
                 samples.extend(part)
         return cls(samples, tuple(segments))
 

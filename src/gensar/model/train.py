@@ -68,7 +68,14 @@ from gensar.model.distributed import (
 from gensar.model.scoring import behavior_metrics, rank_examples
 from gensar.model.encoder import SampleEncoder
 from gensar.model.prompts import MARKER_TOKENS, tokenizer_corpus
-from gensar.model.samples import KnownSamples, Sample, TaskMix, build_samples, example_samples, title_query_share
+from gensar.model.samples import (
+    KnownSamples,
+    Sample,
+    TaskMix,
+    build_samples,
+    example_samples,
+    title_query_share,
+)
 from gensar.model.task_config import TaskConfig
 from gensar.model.tokenizer import build_tokenizer, load_tokenizer
 from gensar.model.train_start import check_start, run_fingerprint
