@@ -69,18 +69,19 @@ def replay_of(previous: Path, data_dir: Path, refresh: RefreshConfig) -> KnownSa
     the items RUN0 trained with (not its cold items, nor items added to it after training)."""
     from gensar.data.prepared import PreparedData
 
-    def train_keys(data: PreparedData) -> dict[tuple, int]:
+    def train_keys(data: PreparedData) -> list[tuple[tuple, int]]:
+        """(target key, example id) of each training example; a key may repeat (twin events)."""
         ex = data.split("train")
         stamps = data.events["timestamp"].to_numpy()[ex["event_id"].to_numpy()]  # event ids are rows
         keys = zip(ex["user_id"], stamps.tolist(), ex["behavior"], ex["target"], strict=True)
-        return dict(zip(keys, ex["example_id"].tolist(), strict=True))
+        return list(zip(keys, ex["example_id"].tolist(), strict=True))
 
     before = PreparedData.load(previous / "data").training_view()
     now = PreparedData.load(data_dir).training_view()
-    seen = train_keys(before).keys()
-    examples = frozenset(x for key, x in train_keys(now).items() if key in seen)
+    seen = {key for key, _ in train_keys(before)}
+    examples = frozenset(x for key, x in train_keys(now) if key in seen)
     return KnownSamples(examples=examples, items=frozenset(before.items["item_id"].tolist()),
-                  examples_share=refresh.replay, items_share=refresh.replay_items)
+                        examples_share=refresh.replay, items_share=refresh.replay_items)
 
 
 def check_previous(previous: Path, ids_config: object, model: ModelRunConfig, previous_config: object) -> None:
